@@ -1,0 +1,56 @@
+"""Fixtures shared by every package's tests: tiny generated clips, a packaged store, free ports."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cdn.samples import generate_clip
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
+    """A port that was free on `host` a moment ago (prefer binding port 0 where the server allows it)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, kind) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The read-only ../shared folder (DASH schema, compose schema, traces)."""
+    if not SHARED.is_dir():
+        pytest.fail(f"{SHARED} is missing: the tests read the DASH schema and traces from it")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="session")
+def clip(media_dir: Path) -> Path:
+    """A 5 s 320x180 30 fps H.264/AAC test clip."""
+    return generate_clip(media_dir / "clip.mp4", seconds=5, width=320, height=180)
+
+
+@pytest.fixture(scope="session")
+def clip_noaudio(media_dir: Path) -> Path:
+    """A 4 s 256x144 clip without an audio track."""
+    return generate_clip(media_dir / "clip-noaudio.mp4", seconds=4, width=256, height=144, audio=False)
+
+
+@pytest.fixture(scope="session")
+def packaged_store(tmp_path_factory: pytest.TempPathFactory, clip: Path) -> Iterator[Path]:
+    """A store holding the clip packaged as id `demo` (2 s chunks, two small renditions)."""
+    from origin.ladder import parse_ladder
+    from origin.packager import package
+
+    store = tmp_path_factory.mktemp("store")
+    package(clip, video_id="demo", store=store, segment_seconds=2, ladder=parse_ladder("180p:400k,144p:200k"))
+    yield store
