@@ -34,11 +34,15 @@ def ffmpeg_exe() -> str:
     try:
         import imageio_ffmpeg
     except ImportError as exc:  # pragma: no cover - imageio-ffmpeg is a dependency
-        raise FFmpegNotFound("no ffmpeg on PATH and imageio-ffmpeg is not installed; run ./run.sh setup") from exc
+        raise FFmpegNotFound(
+            "no ffmpeg on PATH and imageio-ffmpeg is not installed; run ./run.sh setup"
+        ) from exc
     try:
         return str(imageio_ffmpeg.get_ffmpeg_exe())
     except RuntimeError as exc:
-        raise FFmpegNotFound(f"no ffmpeg on PATH and imageio-ffmpeg has none for this platform: {exc}") from exc
+        raise FFmpegNotFound(
+            f"no ffmpeg on PATH and imageio-ffmpeg has none for this platform: {exc}"
+        ) from exc
 
 
 @functools.cache

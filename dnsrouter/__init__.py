@@ -1,5 +1,34 @@
-"""The dnsrouter service."""
+"""The DNS router: an authoritative, geo-aware DNS server that sends every viewer to the nearest healthy edge.
+
+Core (pure): `wire` (hand parsing), `geo` (locating clients), `policy` (choosing edges), `zone`
+(authoritative lookup), `health` (hysteresis), `answer` (bytes in, bytes out). Shell: `server`
+(UDP/TCP, with `udpbatch` for recvmmsg/sendmmsg), `http` (side port), `service` (assembly), `cli` (`cdn-dns`).
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from dnsrouter.answer import Responder
+from dnsrouter.errors import ConfigError, DNSRouterError, GeoDatabaseError, MalformedQuery
+from dnsrouter.geo import Located, LocatedBy, Locator, Via, great_circle_km
+from dnsrouter.policy import Decision, EdgeState, Health, Router, choose
+from dnsrouter.service import DnsRouterService, build_responder
+
+__all__ = [
+    "ConfigError",
+    "DNSRouterError",
+    "Decision",
+    "DnsRouterService",
+    "EdgeState",
+    "GeoDatabaseError",
+    "Health",
+    "Located",
+    "LocatedBy",
+    "Locator",
+    "MalformedQuery",
+    "Responder",
+    "Router",
+    "Via",
+    "build_responder",
+    "choose",
+    "great_circle_km",
+]

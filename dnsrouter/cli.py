@@ -1,13 +1,117 @@
-"""Command line of the dnsrouter service (placeholder until its issue lands)."""
+"""`cdn-dns`: serve the geo-aware DNS router, or check a topology file.
+
+cdn-dns serve --topology topology.yaml [--listen 127.0.0.1:5353] [--http 127.0.0.1:8053] [--workers N]
+cdn-dns check --topology topology.yaml
+"""
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import logging
+import signal
+import subprocess
 import sys
+from collections.abc import Sequence
+
+from cdn.topology import TopologyError, load_topology
+from dnsrouter.config import DnsRouterConfig, parse_args
+from dnsrouter.errors import DNSRouterError
+from dnsrouter.service import DnsRouterService
+
+__all__ = ["main"]
+
+log = logging.getLogger("dnsrouter")
 
 
-def main(argv: list[str] | None = None) -> int:
-    print("not implemented yet", file=sys.stderr)
-    return 2
+async def _serve(config: DnsRouterConfig) -> None:
+    service = DnsRouterService(
+        config.topology, listen=config.listen, http=config.http, reuse_port=config.reuse_port,
+        idle_timeout=config.idle_timeout,
+    )  # fmt: skip
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with service:
+        gc.freeze()  # everything built so far lives forever: keep it out of the collector's scans
+        http = f", HTTP on {config.http.host}:{service.http_port}" if config.http else ""
+        log.info(
+            "serving DNS for %s on %s:%d (UDP and TCP)%s; %d edges",
+            ", ".join(z.name for z in config.topology.zones), config.listen.host, service.dns_port, http,
+            len(config.topology.edges),
+        )  # fmt: skip
+        await stop.wait()
+    log.info("stopped")
+
+
+def _spawn_workers(config: DnsRouterConfig, topology: str) -> list[subprocess.Popen[bytes]]:
+    """Extra processes sharing the DNS port through SO_REUSEPORT (they skip the HTTP side port)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "dnsrouter.cli",
+        "serve",
+        "--topology",
+        topology,
+        "--listen",
+        str(config.listen),
+    ]
+    cmd += ["--workers", "1", "--reuse-port", "--no-http", "--log-level", config.log_level]
+    return [subprocess.Popen(cmd) for _ in range(config.workers - 1)]
+
+
+def _check(args_topology: str) -> int:
+    try:
+        topo = load_topology(args_topology)
+    except TopologyError as exc:
+        print(f"cdn-dns: {exc}", file=sys.stderr)
+        return 2
+    print(f"{topo.source}: OK")
+    print(f"  zones: {', '.join(z.name for z in topo.zones)}; routed: {', '.join(topo.zone.routed)}")
+    print(f"  edges: {', '.join(f'{e.name}@{e.address}:{e.port}' for e in topo.edges)}")
+    print(f"  client networks: {len(topo.clients)}; DNS on {topo.dns.listen}, HTTP on {topo.dns.http}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `cdn-dns`; return the exit status (2 for a bad topology or option)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    if args.command == "check":
+        return _check(args.topology)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpcore"):  # one line per health poll otherwise
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        config = DnsRouterConfig.from_args(args)
+    except DNSRouterError as exc:
+        print(f"cdn-dns: {exc}", file=sys.stderr)
+        return 2
+    workers = _spawn_workers(config, str(args.topology)) if config.workers > 1 else []
+    try:
+        _run(config)
+    except OSError as exc:
+        print(f"cdn-dns: cannot listen on {config.listen} or {config.http}: {exc}", file=sys.stderr)
+        return 1
+    except DNSRouterError as exc:
+        print(f"cdn-dns: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        for w in workers:
+            w.terminate()
+        for w in workers:
+            w.wait(timeout=10)
+    return 0
+
+
+def _run(config: DnsRouterConfig) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency, but stay usable without it
+        asyncio.run(_serve(config))
+        return
+    uvloop.run(_serve(config))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,12 @@
-"""The edge service."""
+"""The edge service: a pull-through cache for DASH chunks in front of the origin (or a parent edge).
+
+`EdgeServer(EdgeConfig(...))` is the server; `cdn-edge serve` (edge.cli) runs one.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from edge.config import EdgeConfig, parse_size
+from edge.errors import EdgeError
+from edge.server import EdgeServer
+
+__all__ = ["EdgeConfig", "EdgeError", "EdgeServer", "parse_size"]

@@ -1,0 +1,148 @@
+"""Edge health: a pure hysteresis tracker and the async poller that feeds it.
+
+Every `interval` seconds each edge's health URL is fetched (GET, JSON as in docs/architecture.md).
+`fall` consecutive failures mark an edge down and `rise` consecutive successes mark it up again; the
+first result decides at once, so an edge that is not running at start-up is never routed to. An edge
+whose reported load exceeds its capacity is *overloaded*: still up, but gets no new clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import httpx
+
+from cdn.topology import Capacity, Edge, HealthSettings
+from dnsrouter.policy import EdgeState, Health, Router
+
+__all__ = ["HealthPoller", "Probe", "Tracker", "is_overloaded", "observe", "parse_probe"]
+
+log = logging.getLogger("dnsrouter.health")
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """One poll's outcome: reachable and healthy or not, and the load it reported."""
+
+    ok: bool
+    inflight: int | None = None
+    mbps: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Tracker:
+    """Hysteresis state of one edge: its health and the current run of equal results."""
+
+    health: Health = Health.UNKNOWN
+    successes: int = 0
+    failures: int = 0
+    overloaded: bool = False
+    last: Probe | None = None
+
+    @property
+    def state(self) -> EdgeState:
+        return EdgeState(self.health, self.overloaded and self.health is not Health.DOWN)
+
+
+def parse_probe(status: int, body: bytes) -> Probe:
+    """A Probe from the health response: HTTP 200 with a JSON object whose status is "ok"."""
+    if status != 200:
+        return Probe(False, error=f"HTTP {status}")
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return Probe(False, error="the body is not JSON")
+    if not isinstance(data, dict) or data.get("status", "ok") != "ok":
+        return Probe(False, error=f"status {data.get('status') if isinstance(data, dict) else data!r}")
+    inflight = data.get("inflight")
+    bps = data.get("bytes_per_second")
+    return Probe(
+        True,
+        inflight=inflight if isinstance(inflight, int) and not isinstance(inflight, bool) else None,
+        mbps=bps * 8 / 1e6 if isinstance(bps, int | float) and not isinstance(bps, bool) else None,
+    )
+
+
+def is_overloaded(probe: Probe, capacity: Capacity) -> bool:
+    """Whether the reported load exceeds the edge's capacity (inflight requests or Mbit/s)."""
+    if capacity.inflight is not None and probe.inflight is not None and probe.inflight > capacity.inflight:
+        return True
+    return capacity.mbps is not None and probe.mbps is not None and probe.mbps > capacity.mbps
+
+
+def observe(tracker: Tracker, probe: Probe, settings: HealthSettings, capacity: Capacity) -> Tracker:
+    """The tracker after one more probe (k failures to go down, m successes to come up)."""
+    if probe.ok:
+        successes, failures = tracker.successes + 1, 0
+        up = tracker.health is Health.UP or tracker.health is Health.UNKNOWN or successes >= settings.rise
+        health = Health.UP if up else Health.DOWN
+    else:
+        successes, failures = 0, tracker.failures + 1
+        down = tracker.health is not Health.UP or failures >= settings.fall
+        health = Health.DOWN if down else Health.UP
+    overloaded = is_overloaded(probe, capacity) if probe.ok else tracker.overloaded
+    return Tracker(health, successes, failures, overloaded, probe)
+
+
+class HealthPoller:
+    """Polls every edge's health URL on a fixed schedule and tells the router about changes."""
+
+    def __init__(self, edges: Iterable[Edge], settings: HealthSettings, router: Router) -> None:
+        self.edges = tuple(edges)
+        self.settings = settings
+        self.router = router
+        self.trackers: dict[str, Tracker] = {e.name: Tracker() for e in self.edges}
+        self.polls = 0
+
+    async def run(self) -> None:
+        """Poll forever (until cancelled), one round every `interval` seconds."""
+        timeout = httpx.Timeout(self.settings.timeout)
+        limits = httpx.Limits(max_connections=max(4, len(self.edges)), keepalive_expiry=30)
+        async with httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False) as client:
+            deadline = time.monotonic()
+            while True:
+                await self.poll_once(client)
+                deadline = max(deadline + self.settings.interval, time.monotonic())
+                await asyncio.sleep(deadline - time.monotonic())
+
+    async def poll_once(self, client: httpx.AsyncClient) -> None:
+        """Poll every edge once, concurrently, and apply the results."""
+        probes = await asyncio.gather(*(self._probe(client, e) for e in self.edges))
+        for edge, probe in zip(self.edges, probes, strict=True):
+            self.apply(edge, probe)
+        self.polls += 1
+
+    def apply(self, edge: Edge, probe: Probe) -> None:
+        """Feed one probe to the edge's tracker; log and tell the router when its state changes."""
+        before = self.trackers[edge.name]
+        after = observe(before, probe, self.settings, edge.capacity)
+        self.trackers[edge.name] = after
+        if self.router.set_state(edge.name, after.state):
+            log.info(
+                "edge %s is now %s%s (%s)", edge.name, after.health.value,
+                ", overloaded" if after.state.overloaded else "", probe.error or "health check passed",
+            )  # fmt: skip
+
+    @staticmethod
+    async def _probe(client: httpx.AsyncClient, edge: Edge) -> Probe:
+        try:
+            response = await client.get(edge.health_url)
+        except httpx.HTTPError as exc:
+            return Probe(False, error=f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        return parse_probe(response.status_code, response.content)
+
+    def details(self) -> dict[str, dict[str, float]]:
+        """Last reported load per edge, for /metrics and /explain."""
+        out: dict[str, dict[str, float]] = {}
+        for name, t in self.trackers.items():
+            if t.last is not None and t.last.ok:
+                out[name] = {
+                    k: v for k, v in (("inflight", t.last.inflight), ("mbps", t.last.mbps)) if v is not None
+                }
+        return out

@@ -1,0 +1,149 @@
+"""Configuration of one edge cache: a frozen `EdgeConfig` built from the command line.
+
+Only `EdgeConfig.from_args` reads the outside world (argv and the `CDN_ADMIN_TOKEN` environment
+variable); every component receives the finished config through its constructor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from cdn.hostport import HostPort, parse_hostport
+from edge.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_HEADER_TIMEOUT",
+    "DEFAULT_MEMORY_CACHE",
+    "DEFAULT_NEGATIVE_TTL",
+    "DEFAULT_STALE_IF_ERROR",
+    "EdgeConfig",
+    "build_parser",
+    "parse_size",
+    "parse_upstream_url",
+]
+
+DEFAULT_MEMORY_CACHE = 256 * 1024**2
+DEFAULT_STALE_IF_ERROR = 300.0
+DEFAULT_NEGATIVE_TTL = 10.0
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_KEEPALIVE_TIMEOUT = 75.0
+DEFAULT_UPSTREAM_CONNECT_TIMEOUT = 3.0
+DEFAULT_UPSTREAM_READ_TIMEOUT = 10.0
+DEFAULT_MAX_HEADER_BYTES = 16 * 1024
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4}
+
+
+def parse_size(text: str) -> int:
+    """Parse a byte size such as `2GiB`, `256MiB`, `500M`, `1024` into bytes; raise ConfigError."""
+    match = _SIZE_RE.match(text)
+    if not match:
+        raise ConfigError(f"size {text!r} is not a byte size; expected e.g. 2GiB, 256MiB, 500MB or 1048576")
+    number, unit = float(match.group(1)), (match.group(2) or "").upper()
+    if unit.endswith("B") and len(unit) > 1:
+        unit = unit[:-1]
+    if unit.endswith("I"):
+        scale = 1024 ** "KMGT".index(unit[0]) * 1024
+    else:
+        scale = _UNITS[unit]
+    return int(number * scale)
+
+
+def parse_upstream_url(text: str, *, option: str) -> str:
+    """Check an `http://host:port` upstream URL and return it without a trailing slash."""
+    parts = urlsplit(text)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ConfigError(f"{option} {text!r} is not an http://HOST[:PORT] URL (https is not supported)")
+    if parts.path not in ("", "/") or parts.query:
+        raise ConfigError(f"{option} {text!r} must not have a path or query; give http://HOST:PORT")
+    return f"http://{parts.netloc}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EdgeConfig:
+    """Everything one edge needs: where to listen, where to fetch, how much to cache."""
+
+    origin: str
+    listen: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", 8080))
+    cache_dir: Path
+    cache_size: int
+    memory_cache: int = DEFAULT_MEMORY_CACHE
+    region: str = "default"
+    name: str = "edge"
+    parent: str | None = None
+    admin_token: str | None = field(default=None, repr=False)
+    stale_if_error: float = DEFAULT_STALE_IF_ERROR
+    negative_ttl: float = DEFAULT_NEGATIVE_TTL
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
+    upstream_connect_timeout: float = DEFAULT_UPSTREAM_CONNECT_TIMEOUT
+    upstream_read_timeout: float = DEFAULT_UPSTREAM_READ_TIMEOUT
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+
+    def __post_init__(self) -> None:
+        parse_upstream_url(self.origin, option="--origin")
+        if self.parent is not None:
+            parse_upstream_url(self.parent, option="--parent")
+        if self.cache_size <= 0:
+            raise ConfigError(f"--cache-size {self.cache_size} must be positive, e.g. 2GiB")
+        if not 0 <= self.memory_cache:
+            raise ConfigError(f"--memory-cache {self.memory_cache} must be >= 0")
+        for label, value in (
+            ("--stale-if-error", self.stale_if_error),
+            ("--negative-ttl", self.negative_ttl),
+            ("header timeout", self.header_timeout),
+            ("upstream read timeout", self.upstream_read_timeout),
+        ):
+            if value < 0:
+                raise ConfigError(f"{label} {value} must be >= 0 seconds")
+        if not self.name or any(c in self.name for c in "\r\n, "):
+            raise ConfigError(f"--name {self.name!r} must be a non-empty token (no spaces or commas)")
+
+    @classmethod
+    def from_args(cls, argv: Sequence[str], environ: Mapping[str, str]) -> EdgeConfig:
+        """Build the config from `serve` options; the token falls back to env CDN_ADMIN_TOKEN."""
+        ns = build_parser().parse_args(list(argv))
+        try:
+            listen = parse_hostport(ns.listen)
+        except ValueError as exc:
+            raise ConfigError(f"--listen: {exc}") from exc
+        return cls(
+            origin=parse_upstream_url(ns.origin, option="--origin"),
+            listen=listen,
+            cache_dir=Path(ns.cache_dir),
+            cache_size=parse_size(ns.cache_size),
+            memory_cache=parse_size(ns.memory_cache),
+            region=ns.region,
+            name=ns.name or f"edge-{listen.port}",
+            parent=parse_upstream_url(ns.parent, option="--parent") if ns.parent else None,
+            admin_token=ns.admin_token or environ.get("CDN_ADMIN_TOKEN") or None,
+            stale_if_error=ns.stale_if_error,
+            negative_ttl=ns.negative_ttl,
+            header_timeout=ns.header_timeout,
+            upstream_read_timeout=ns.upstream_timeout,
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The option parser of `cdn-edge serve`."""
+    p = argparse.ArgumentParser(prog="cdn-edge serve", description="Run an edge cache.")
+    p.add_argument("--origin", required=True, help="origin URL, http://HOST:PORT")
+    p.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT to listen on")
+    p.add_argument("--cache-dir", required=True, help="directory of the disk cache")
+    p.add_argument("--cache-size", default="2GiB", help="disk cache capacity, e.g. 2GiB")
+    p.add_argument("--memory-cache", default="256MiB", help="in-memory tier capacity, e.g. 256MiB")
+    p.add_argument("--region", default="default", help="region name reported by /healthz")
+    p.add_argument("--name", default="", help="edge name (Via header, /healthz); default edge-PORT")
+    p.add_argument("--parent", default=None, help="parent edge (shield) URL; origin is the fallback")
+    p.add_argument("--admin-token", default=None, help="admin bearer token (prefer env CDN_ADMIN_TOKEN)")
+    p.add_argument("--stale-if-error", type=float, default=DEFAULT_STALE_IF_ERROR, metavar="SECONDS")
+    p.add_argument("--negative-ttl", type=float, default=DEFAULT_NEGATIVE_TTL, metavar="SECONDS")
+    p.add_argument("--header-timeout", type=float, default=DEFAULT_HEADER_TIMEOUT, metavar="SECONDS")
+    p.add_argument("--upstream-timeout", type=float, default=DEFAULT_UPSTREAM_READ_TIMEOUT, metavar="SECONDS")
+    return p

@@ -1,0 +1,316 @@
+"""Single-flight fills: one upstream fetch per object, any number of clients streaming it as it grows.
+
+A `Fill` is the one upstream exchange for a cache key. Its first outcome (`Fill.head`) is a
+`FillOutcome`: STREAM (status and headers are in; the body grows in `chunks`), NOT_MODIFIED (a
+conditional GET refreshed the stale entry), or FAILED (no usable response). Readers iterate
+`Fill.read(start, end)`, which yields chunks already received and then waits on an `asyncio.Event`
+for the next ones: no polling and no lock timeout. The fill runs in its own task, so it finishes
+and commits even if every client has left; if the upstream breaks mid-body, every reader gets
+the UpstreamError (the server then aborts their connections) and nothing is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
+
+from edge.cachecontrol import Freshness, freshness_of, initial_age
+from edge.errors import StoreError, UpstreamBrokenError, UpstreamError
+from edge.store import Entry, Store, checksum
+from edge.upstream import UpstreamChain, UpstreamResponse
+
+__all__ = ["Fill", "FillOutcome", "Filler", "FillStats", "stored_headers"]
+
+log = logging.getLogger("edge.fill")
+
+# Never stored nor forwarded: hop-by-hop (RFC 9110 §7.6.1) and what the edge writes itself.
+_DROP = frozenset(
+    "connection keep-alive proxy-connection proxy-authenticate te trailer transfer-encoding upgrade "
+    "content-length age date via x-cache accept-ranges".split()
+)
+
+
+class FillOutcome(enum.Enum):
+    """How the upstream exchange turned out, once its head is known."""
+
+    STREAM = "stream"
+    NOT_MODIFIED = "not-modified"
+    FAILED = "failed"
+
+
+def stored_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """End-to-end headers worth keeping from an upstream response."""
+    return [(k, v) for k, v in headers if k.lower() not in _DROP]
+
+
+class Fill:
+    """The one in-flight upstream exchange for a cache key, shared by all its readers."""
+
+    def __init__(self, key: str, stale: Entry | None, started: float) -> None:
+        self.key = key
+        self.stale = stale
+        self.started = started
+        self.head: asyncio.Future[FillOutcome] = asyncio.get_running_loop().create_future()
+        self.status = 0
+        self.headers: list[tuple[str, str]] = []
+        self.length: int | None = None
+        self.freshness: Freshness | None = None
+        self.chunks: list[bytes] = []
+        self.received = 0
+        self.done = False
+        self.error: UpstreamError | None = None
+        self.purged = False
+        self.readers = 0
+        self.stored_at = started
+        self._event = asyncio.Event()
+
+    @property
+    def shareable(self) -> bool:
+        """May readers other than the first get this response (not private / no-store)?"""
+        return self.freshness is not None or self.status >= 300
+
+    def _resolve(self, outcome: FillOutcome) -> None:
+        if not self.head.done():
+            self.head.set_result(outcome)
+
+    def begin(
+        self, status: int, headers: list[tuple[str, str]], freshness: Freshness | None, length: str | None
+    ) -> None:
+        """The upstream head is in (`length`: its Content-Length, if any): readers may stream."""
+        self.status, self.headers, self.freshness = status, headers, freshness
+        self.length = int(length) if length is not None and length.strip().isdigit() else None
+        self._resolve(FillOutcome.STREAM)
+
+    def feed(self, chunk: bytes) -> None:
+        """A body chunk arrived: keep it and wake every reader."""
+        if chunk:
+            self.chunks.append(chunk)
+            self.received += len(chunk)
+            self._wake()
+
+    def finish(self) -> None:
+        """The body is complete."""
+        self.done = True
+        self._wake()
+
+    def fail(self, exc: UpstreamError) -> None:
+        """The exchange failed: before the head (FAILED) or mid-body (readers get `exc`)."""
+        self.error = exc
+        self._resolve(FillOutcome.FAILED)
+        self._wake()
+
+    def _wake(self) -> None:
+        event, self._event = self._event, asyncio.Event()
+        event.set()
+
+    def body(self) -> bytes:
+        """The whole body (only meaningful once `done`)."""
+        return b"".join(self.chunks)
+
+    async def read(self, start: int = 0, end: int | None = None) -> AsyncGenerator[bytes, None]:
+        """Yield body bytes `start..end-1` as they arrive; raise the UpstreamError on a broken fill."""
+        index, pos = 0, 0
+        while True:
+            while index < len(self.chunks):
+                chunk = self.chunks[index]
+                lo, hi = pos, pos + len(chunk)
+                index, pos = index + 1, hi
+                if hi <= start:
+                    continue
+                whole = lo >= start and (end is None or hi <= end)
+                piece = chunk if whole else chunk[max(0, start - lo) : None if end is None else end - lo]
+                if piece:
+                    yield piece
+                if end is not None and hi >= end:
+                    return
+            if self.error is not None:
+                raise self.error
+            if self.done:
+                return
+            await self._event.wait()
+
+    async def wait_done(self) -> None:
+        """Wait until the body is complete; raise the UpstreamError if it broke."""
+        while not self.done:
+            if self.error is not None:
+                raise self.error
+            await self._event.wait()
+
+
+@dataclass(slots=True)
+class FillStats:
+    """Counters kept by the filler."""
+
+    fetches: int = 0
+    not_modified: int = 0
+    failures: int = 0
+    aborted: int = 0
+    committed: int = 0
+
+
+class Filler:
+    """Starts fills, keeps at most one per key, and commits finished ones to the store."""
+
+    def __init__(
+        self,
+        upstream: UpstreamChain,
+        store: Store,
+        *,
+        clock: Callable[[], float],
+        negative_ttl: float,
+    ) -> None:
+        self.upstream = upstream
+        self.store = store
+        self.clock = clock
+        self.negative_ttl = negative_ttl
+        self.fills: dict[str, Fill] = {}
+        self.stats = FillStats()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def get_or_start(self, key: str, stale: Entry | None = None) -> tuple[Fill, bool]:
+        """The fill in flight for `key`, or a new one (second value True when we started it)."""
+        fill = self.fills.get(key)
+        if fill is not None:
+            return fill, False
+        fill = self.start_private(key, stale)
+        self.fills[key] = fill
+        return fill, True
+
+    def start_private(self, key: str, stale: Entry | None = None) -> Fill:
+        """Start a fill that is not shared (used when a shared one turned out private)."""
+        fill = Fill(key, stale, self.clock())
+        task = asyncio.get_running_loop().create_task(self._run(fill))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return fill
+
+    def purge(self, match: Callable[[str], bool]) -> None:
+        """Mark in-flight fills whose key matches so that they are not committed."""
+        for key, fill in self.fills.items():
+            if match(key):
+                fill.purged = True
+
+    async def close(self, grace: float = 2.0) -> None:
+        """Let running fills finish and commit for up to `grace` seconds, then cancel the rest."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=grace)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _run(self, fill: Fill) -> None:
+        try:
+            await self._exchange(fill)
+        except UpstreamError as exc:
+            self.stats.failures += 1
+            fill.fail(exc)
+        except asyncio.CancelledError:
+            fill.fail(UpstreamBrokenError(f"the edge is shutting down; {fill.key} was not fetched"))
+            raise
+        except Exception as exc:  # never leave readers hanging on an unexpected bug
+            log.exception("fill of %s failed", fill.key)
+            fill.fail(UpstreamBrokenError(f"internal error filling {fill.key}: {exc!r}"))
+        finally:
+            if self.fills.get(fill.key) is fill:
+                del self.fills[fill.key]
+
+    async def _exchange(self, fill: Fill) -> None:
+        request_time = self.clock()
+        self.stats.fetches += 1
+        resp = await self.upstream.start(fill.key, _conditional_headers(fill.stale))
+        response_time = self.clock()
+        if fill.stale is not None and resp.status == 304:
+            await resp.finished()
+            self._refresh(fill.stale, resp, request_time, response_time)
+            self.stats.not_modified += 1
+            fill._resolve(FillOutcome.NOT_MODIFIED)
+            return
+        if fill.stale is not None and resp.status >= 500:
+            resp.close()
+            raise UpstreamBrokenError(f"upstream answered {resp.status} for {fill.key}")
+        freshness = freshness_of(resp.status, resp.headers, negative_ttl=self.negative_ttl)
+        fill.begin(
+            resp.status, stored_headers(resp.header_list), freshness, resp.headers.get("content-length")
+        )
+        age = initial_age(resp.headers, request_time=request_time, response_time=response_time)
+        fill.stored_at = response_time - age
+        resp.stream(fill.feed)
+        try:
+            await resp.finished()
+        except UpstreamError:
+            self.stats.aborted += 1
+            raise
+        fill.finish()
+        if freshness is not None and not fill.purged:
+            await self._commit(fill, freshness)
+
+    def _refresh(
+        self, entry: Entry, resp: UpstreamResponse, request_time: float, response_time: float
+    ) -> None:
+        """Apply a 304's headers to the stored entry (RFC 9111 §4.3.4) and restart its age."""
+        fresh = dict(stored_headers(resp.header_list))
+        lower = {k.lower() for k in fresh}
+        entry.headers = [(k, v) for k, v in entry.headers if k.lower() not in lower] + list(fresh.items())
+        merged = {k.lower(): v for k, v in entry.headers} | resp.headers  # Date feeds the heuristic
+        entry.freshness = (
+            freshness_of(entry.status, merged, negative_ttl=self.negative_ttl) or entry.freshness
+        )
+        entry.stored_at = response_time - initial_age(
+            resp.headers, request_time=request_time, response_time=response_time
+        )
+        entry.rendered.clear()
+        try:
+            self.store.write_meta(entry)
+        except StoreError as exc:
+            log.warning("could not persist the refreshed entry %s: %s", entry.key, exc)
+
+    async def _commit(self, fill: Fill, freshness: Freshness) -> None:
+        body = fill.body()
+        if len(body) > self.store.capacity or (fill.length is not None and len(body) != fill.length):
+            return
+        entry = Entry(
+            key=fill.key,
+            status=fill.status,
+            headers=fill.headers,
+            size=len(body),
+            checksum=checksum(body),
+            stored_at=fill.stored_at,
+            freshness=freshness,
+        )
+        in_memory = len(body) <= self.store.memory_capacity
+        if in_memory:
+            # Visible at once from the memory tier; the disk copy follows in a worker thread.
+            self.store.admit(entry, body)
+            if self.fills.get(fill.key) is fill:
+                del self.fills[fill.key]
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.store.write_files, entry, body)
+        except StoreError as exc:
+            log.warning("not caching %s on disk: %s", fill.key, exc)
+            if self.store.peek(entry.key) is entry:
+                self.store.remove(entry.key, files=False)
+            return
+        if fill.purged or (in_memory and self.store.peek(entry.key) is not entry):
+            if self.store.peek(entry.key) is None:
+                self.store.delete_files(entry)  # purged or evicted while the files were written
+            return
+        if not in_memory:
+            self.store.admit(entry, body)
+        self.stats.committed += 1
+
+
+def _conditional_headers(stale: Entry | None) -> list[tuple[str, str]]:
+    """If-None-Match / If-Modified-Since for revalidating a stale entry."""
+    if stale is None or stale.status != 200:
+        return []
+    headers = []
+    etag = stale.header("etag")
+    if etag:
+        headers.append(("If-None-Match", etag))
+    modified = stale.header("last-modified")
+    if modified:
+        headers.append(("If-Modified-Since", modified))
+    return headers

@@ -1,0 +1,245 @@
+"""Writing responses: cached entries (200/206/304/416), growing fills, and small JSON/text answers.
+
+Heads of cached entries are rendered once per (entry, X-Cache value) and kept on the entry; only
+the Age and Date lines are produced per response. Streaming a fill writes each chunk as it
+arrives and, if the upstream breaks, aborts the client's connection so that a truncated body can
+never pass for a complete one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from edge.cachecontrol import parse_http_date
+from edge.errors import RangeNotSatisfiable, UpstreamError
+from edge.http import HttpConnection, Request, http_date, render_head
+from edge.metrics import CacheStatus
+from edge.ranges import ByteRange, content_range, parse_range
+from edge.store import Entry
+
+if TYPE_CHECKING:
+    from edge.fill import Fill
+    from edge.server import EdgeServer
+
+__all__ = [
+    "json_bytes",
+    "not_modified",
+    "render_entry",
+    "send_416",
+    "send_simple",
+    "serve_entry",
+    "stream_fill",
+]
+
+_COALESCE_WRITE = 64 * 1024
+_VALIDATORS = frozenset({"etag", "cache-control", "expires", "last-modified", "vary", "content-location"})
+
+
+def json_bytes(doc: Any) -> bytes:
+    """Compact JSON plus a newline."""
+    return json.dumps(doc, separators=(",", ":")).encode() + b"\n"
+
+
+def _tail(age: int | None, keep_alive: bool) -> bytes:
+    parts = [] if age is None else [b"Age: %d\r\n" % age]
+    parts.append(b"Date: " + http_date() + b"\r\n")
+    if not keep_alive:
+        parts.append(b"Connection: close\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def not_modified(req_headers: dict[str, str], headers: list[tuple[str, str]]) -> bool:
+    """Does a conditional GET/HEAD match (RFC 9110 §13.2.2: If-None-Match, else If-Modified-Since)?"""
+    inm = req_headers.get("if-none-match")
+    if inm is None and "if-modified-since" not in req_headers:
+        return False
+    lower = {k.lower(): v for k, v in headers}
+    if inm is not None:
+        etag = lower.get("etag")
+        if etag is None:
+            return False
+        tags = {t.strip().removeprefix("W/") for t in inm.split(",")}
+        return "*" in tags or etag.removeprefix("W/") in tags
+    ims = parse_http_date(req_headers.get("if-modified-since"))
+    modified = parse_http_date(lower.get("last-modified"))
+    return ims is not None and modified is not None and modified <= ims
+
+
+def _range_for(req: Request, headers: list[tuple[str, str]], size: int) -> ByteRange | None:
+    """The requested range if Range applies (If-Range matches); raise RangeNotSatisfiable."""
+    header = req.headers.get("range")
+    if header is None:
+        return None
+    if_range = req.headers.get("if-range")
+    if if_range is not None:
+        lower = {k.lower(): v for k, v in headers}
+        if if_range.strip() not in (lower.get("etag"), lower.get("last-modified")):
+            return None
+    return parse_range(header, size)
+
+
+def _common(server: EdgeServer, status: CacheStatus) -> list[tuple[str, str]]:
+    return [("Via", server.via), ("X-Cache", status)]
+
+
+def serve_entry(
+    server: EdgeServer,
+    conn: HttpConnection,
+    req: Request,
+    entry: Entry,
+    body: bytes,
+    status: CacheStatus,
+    now: float,
+) -> int:
+    """Answer from a cached entry; return the body bytes sent. Raise RangeNotSatisfiable."""
+    age = int(now - entry.stored_at) if now > entry.stored_at else 0
+    rng = None
+    if not req.plain and entry.status == 200:
+        if not_modified(req.headers, entry.headers):
+            _send_304(server, conn, req, entry.headers, status, age)
+            return 0
+        rng = _range_for(req, entry.headers, entry.size)
+    payload: bytes | memoryview
+    if rng is not None:
+        extra = [("Content-Range", content_range(rng, entry.size)), ("Content-Length", str(rng.length))]
+        head = render_head(206, entry.headers + extra + _common(server, status))
+        payload = memoryview(body)[rng.start : rng.end + 1]
+    else:
+        head = entry.rendered.get(status) or render_entry(server, entry, status)
+        payload = body
+    if req.keep_alive:
+        head += b"Age: %d\r\nDate: %s\r\n\r\n" % (age, http_date())
+    else:
+        head += b"Age: %d\r\nDate: %s\r\nConnection: close\r\n\r\n" % (age, http_date())
+    if req.method == "HEAD":
+        conn.write(head)
+        payload = b""
+    elif len(payload) <= _COALESCE_WRITE:
+        conn.write(head + payload)
+    else:
+        conn.writelines([head, payload])
+    if not req.keep_alive:
+        conn.finish(False)
+    return len(payload)
+
+
+def render_entry(server: EdgeServer, entry: Entry, status: CacheStatus) -> bytes:
+    """Render and keep the head of a full (200/404) response from this entry with this X-Cache."""
+    extra = [("Accept-Ranges", "bytes"), ("Content-Length", str(entry.size))]
+    head = entry.rendered[status] = render_head(entry.status, entry.headers + extra + _common(server, status))
+    return head
+
+
+def _send_304(
+    server: EdgeServer,
+    conn: HttpConnection,
+    req: Request,
+    headers: list[tuple[str, str]],
+    status: CacheStatus,
+    age: int | None,
+) -> None:
+    kept = [(k, v) for k, v in headers if k.lower() in _VALIDATORS]
+    conn.write(render_head(304, kept + _common(server, status)) + _tail(age, req.keep_alive))
+    conn.finish(req.keep_alive)
+
+
+def send_416(
+    server: EdgeServer, conn: HttpConnection, req: Request, size: int, status: CacheStatus, message: str
+) -> None:
+    """416 with `Content-Range: bytes */SIZE`."""
+    server.metrics.error(416)
+    extra = [("Content-Range", content_range(None, size))]
+    send_simple(
+        server,
+        conn,
+        req,
+        416,
+        (message + "\n").encode(),
+        "text/plain; charset=utf-8",
+        extra + [("X-Cache", status)],
+    )
+
+
+def send_simple(
+    server: EdgeServer,
+    conn: HttpConnection,
+    req: Request,
+    status: int,
+    body: bytes,
+    content_type: str,
+    extra: list[tuple[str, str]] | None = None,
+) -> None:
+    """A small uncached response (errors, JSON, metrics)."""
+    keep_alive = req.keep_alive and status not in (400, 413, 431)
+    headers = [
+        ("Content-Type", content_type),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),
+        ("Via", server.via),
+        *(extra or []),
+    ]
+    head = render_head(status, headers) + _tail(None, keep_alive)
+    conn.write(head if req.method == "HEAD" else head + body)
+    conn.finish(keep_alive)
+
+
+async def stream_fill(
+    server: EdgeServer, conn: HttpConnection, req: Request, fill: Fill, status: CacheStatus
+) -> None:
+    """Answer from a fill that may still be growing; abort the connection if the upstream breaks."""
+    try:
+        await _stream_fill(server, conn, req, fill, status)
+    except UpstreamError:
+        conn.abort()
+    except RangeNotSatisfiable as exc:
+        send_416(server, conn, req, fill.received if fill.length is None else fill.length, status, str(exc))
+
+
+async def _stream_fill(
+    server: EdgeServer, conn: HttpConnection, req: Request, fill: Fill, status: CacheStatus
+) -> None:
+    if fill.status == 200 and not_modified(req.headers, fill.headers):
+        _send_304(server, conn, req, fill.headers, status, 0)
+        server.metrics.served(status, 0, 0.0)
+        return
+    rng, length = None, fill.length
+    if length is None and fill.done:
+        length = fill.received
+    if fill.status == 200 and "range" in req.headers:
+        if length is None:
+            await fill.wait_done()
+            length = fill.received
+        rng = _range_for(req, fill.headers, length)
+    headers = fill.headers + _common(server, status)
+    chunked = False
+    if rng is not None:
+        headers += [("Content-Range", content_range(rng, length or 0)), ("Content-Length", str(rng.length))]
+    elif length is not None:
+        headers += [("Accept-Ranges", "bytes"), ("Content-Length", str(length))]
+    elif req.version == "1.1":
+        chunked = True
+        headers.append(("Transfer-Encoding", "chunked"))
+    keep_alive = req.keep_alive and (length is not None or chunked)
+    age = int(max(0.0, server.clock() - fill.stored_at))
+    conn.write(render_head(206 if rng else fill.status, headers) + _tail(age, keep_alive))
+    sent = 0
+    if req.method != "HEAD":
+        start, end = (rng.start, rng.end + 1) if rng else (0, None)
+        async for piece in fill.read(start, end):
+            if conn.closed:
+                return  # the client left; the fill goes on without it
+            conn.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+            sent += len(piece)
+            if conn.write_paused:
+                await conn.drain()
+        if chunked:
+            conn.write(b"0\r\n\r\n")
+    server.metrics.served(status, sent, 0.0 if conn.closed else _elapsed(req))
+    conn.finish(keep_alive)
+
+
+def _elapsed(req: Request) -> float:
+    return time.perf_counter() - req.started

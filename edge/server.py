@@ -1,0 +1,312 @@
+"""The edge server: routes requests, answers hits from memory or disk, and streams fills.
+
+`EdgeServer` owns the store, the upstream chain, the filler and the metrics, and implements the
+`Handler` the connections call. A fresh hit in the memory tier is answered synchronously
+(`try_fast`): a cached head, the Age/Date lines, then the body bytes in one `transport.write`.
+Everything else (disk reads, misses, revalidation, stale-on-error, admin) runs in `handle`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from edge import responses
+from edge.admin import handle_admin, health
+from edge.cachecontrol import Decision, decide, stale_if_error_ok
+from edge.cachekey import cache_key
+from edge.config import EdgeConfig
+from edge.errors import BadPathError, RangeNotSatisfiable, RequestError, UpstreamError
+from edge.fill import Fill, Filler, FillOutcome
+from edge.http import HttpConnection, Request, http_date
+from edge.metrics import CacheStatus, Metrics, RateMeter, UpstreamCounters
+from edge.store import Entry, Store
+from edge.upstream import UpstreamChain, UpstreamPool
+
+__all__ = ["EdgeServer"]
+
+log = logging.getLogger("edge.server")
+
+_INLINE_READ = 64 * 1024  # disk bodies up to this size are read on the loop; larger in a thread
+_KEY_CACHE = 4096
+_COALESCE_WRITE = 64 * 1024  # bodies up to this size go out in the same write as the head
+
+
+class EdgeServer:
+    """One edge cache listening on `config.listen`."""
+
+    def __init__(self, config: EdgeConfig, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.header_timeout = config.header_timeout
+        self.keepalive_timeout = config.keepalive_timeout
+        self.max_header_bytes = config.max_header_bytes
+        self.store = Store(config.cache_dir, capacity=config.cache_size, memory_capacity=config.memory_cache)
+        pools = [config.parent, config.origin] if config.parent else [config.origin]
+        self.upstream = UpstreamChain(
+            [
+                UpstreamPool(
+                    url,
+                    connect_timeout=config.upstream_connect_timeout,
+                    read_timeout=config.upstream_read_timeout,
+                )
+                for url in pools
+                if url is not None
+            ]
+        )
+        self.filler = Filler(self.upstream, self.store, clock=clock, negative_ttl=config.negative_ttl)
+        self.metrics = Metrics()
+        self.rate = RateMeter()
+        self.via = f"1.1 {config.name}"
+        self.connections: set[HttpConnection] = set()
+        self._server: asyncio.Server | None = None
+        self._sampler: asyncio.TimerHandle | None = None
+        self._keys: dict[str, str] = {}
+        self._last_sample = 0.0
+        # the sweeper's period: fine enough for the header deadline, at most a second
+        self._tick = max(0.05, min(1.0, config.header_timeout / 4, config.keepalive_timeout / 4))
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Rebuild the cache index and start listening (port 0 picks a free port)."""
+        loop = asyncio.get_running_loop()
+        report = await loop.run_in_executor(None, self.store.open)
+        log.info(
+            "cache index: %d entries, %d bytes, %d leftovers removed",
+            report.entries,
+            report.bytes,
+            report.removed,
+        )
+        self._server = await loop.create_server(
+            lambda: HttpConnection(self), self.config.listen.host, self.config.listen.port, backlog=2048
+        )
+        self._sample()
+
+    @property
+    def port(self) -> int:
+        """The port actually bound."""
+        assert self._server is not None, "call start() first"
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        """Stop listening, drop connections, cancel fills, close upstream connections."""
+        if self._sampler is not None:
+            self._sampler.cancel()
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.abort()
+        await self.filler.close()
+        self.upstream.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    def _sample(self) -> None:
+        """Every tick: close timed-out connections; about once a second: sample bytes served."""
+        now = time.monotonic()
+        for conn in list(self.connections):
+            conn.check_timeouts(now)
+        if now - self._last_sample >= 1.0:
+            self._last_sample = now
+            self.rate.sample(now, self.metrics.bytes_served)
+        self._sampler = asyncio.get_running_loop().call_later(self._tick, self._sample)
+
+    def connection_opened(self, conn: HttpConnection) -> None:
+        self.connections.add(conn)
+
+    def connection_closed(self, conn: HttpConnection) -> None:
+        self.connections.discard(conn)
+
+    # -- fast path ---------------------------------------------------------------------------
+
+    def _key(self, target: str) -> str:
+        key = self._keys.get(target)
+        if key is None:
+            key = cache_key(target)
+            if len(self._keys) >= _KEY_CACHE:
+                self._keys.clear()
+            self._keys[target] = key
+        return key
+
+    def try_fast(self, conn: HttpConnection, req: Request) -> bool:
+        """Answer a fresh memory-tier hit synchronously; False to take the async path."""
+        if req.method not in ("GET", "HEAD") or not req.target.startswith("/videos/"):
+            return False
+        try:
+            key = self._key(req.target)
+        except BadPathError:
+            return False
+        entry = self.store.lookup(key)
+        if entry is None:
+            return False
+        body = self.store.memory_body(key)
+        if body is None:
+            return False
+        now = self.clock()
+        if decide(entry.freshness, now - entry.stored_at) is not Decision.FRESH:
+            return False
+        if req.plain and req.keep_alive and req.method == "GET":
+            # the commonest case, kept to one write and no further calls
+            head = entry.rendered.get("HIT") or responses.render_entry(self, entry, "HIT")
+            tail = b"Age: %d\r\nDate: %s\r\n\r\n" % (int(now - entry.stored_at), http_date())
+            if len(body) <= _COALESCE_WRITE:
+                conn.write(head + tail + body)
+            else:
+                conn.writelines([head + tail, body])
+            self.metrics.served("HIT", len(body), time.perf_counter() - req.started)
+            return True
+        self._serve_entry(conn, req, entry, body, "HIT", now)
+        return True
+
+    # -- async path --------------------------------------------------------------------------
+
+    async def handle(self, conn: HttpConnection, req: Request) -> None:
+        """Answer one request that the fast path did not take."""
+        self.metrics.inflight += 1
+        try:
+            path = req.target.partition("?")[0]
+            if path == "/healthz":
+                self._send_json(conn, req, 200, health(self))
+            elif path == "/metrics":
+                self._send_metrics(conn, req)
+            elif path.startswith("/admin/"):
+                status, doc = handle_admin(self, req)
+                self._send_json(conn, req, status, doc)
+            else:
+                await self._proxy(conn, req)
+        except RequestError as exc:
+            self._send_error(conn, req, exc.status, str(exc))
+        finally:
+            self.metrics.inflight -= 1
+
+    async def _proxy(self, conn: HttpConnection, req: Request) -> None:
+        if req.method not in ("GET", "HEAD"):
+            raise RequestError(f"method {req.method} is not allowed; use GET or HEAD", status=405)
+        key = self._key(req.target)
+        entry = self.store.lookup(key)
+        if entry is not None:
+            if await self._from_entry(conn, req, entry):
+                return
+            entry = self.store.lookup(key)  # a corrupt body may have removed it
+        fill, created = self.filler.get_or_start(key, stale=entry)
+        await self._from_fill(conn, req, fill, created, entry)
+
+    async def _from_entry(self, conn: HttpConnection, req: Request, entry: Entry) -> bool:
+        """Serve a FRESH or stale-while-revalidate entry; False when it must be revalidated or refetched."""
+        decision = decide(entry.freshness, entry.age(self.clock()))
+        if decision is Decision.REVALIDATE:
+            return False
+        body = await self._body(entry)
+        if body is None:
+            return False
+        if decision is Decision.STALE_WHILE_REVALIDATE:
+            self.filler.get_or_start(entry.key, stale=entry)
+            self._serve_entry(conn, req, entry, body, "STALE")
+        else:
+            self._serve_entry(conn, req, entry, body, "HIT")
+        return True
+
+    async def _from_fill(
+        self, conn: HttpConnection, req: Request, fill: Fill, created: bool, stale: Entry | None
+    ) -> None:
+        if not created:
+            self.metrics.coalesced_waiters += 1
+        outcome = await asyncio.shield(fill.head)
+        if outcome is FillOutcome.NOT_MODIFIED and fill.stale is not None:
+            body = await self._body(fill.stale)
+            if body is not None:
+                self._serve_entry(conn, req, fill.stale, body, "REVALIDATED")
+                return
+            fill, created = self.filler.get_or_start(fill.key)
+            outcome = await asyncio.shield(fill.head)
+        if outcome is FillOutcome.FAILED or (fill.status >= 500 and stale is not None):
+            await self._on_failure(conn, req, fill, stale)
+            return
+        if not fill.shareable and not created:
+            fill, created = self.filler.start_private(fill.key), True
+            if await asyncio.shield(fill.head) is FillOutcome.FAILED:
+                await self._on_failure(conn, req, fill, None)
+                return
+        status: CacheStatus = "MISS" if created else "COALESCED"
+        await responses.stream_fill(self, conn, req, fill, status)
+
+    async def _on_failure(self, conn: HttpConnection, req: Request, fill: Fill, stale: Entry | None) -> None:
+        """Upstream failed before a usable head: serve stale within the window, else 502/504."""
+        err = fill.error or UpstreamError(f"upstream answered {fill.status}")
+        if stale is not None and stale_if_error_ok(
+            stale.freshness, stale.age(self.clock()), default_window=self.config.stale_if_error
+        ):
+            body = await self._body(stale)
+            if body is not None:
+                self._serve_entry(conn, req, stale, body, "STALE")
+                return
+        self._send_error(conn, req, err.status, f"upstream failed: {err}", [("X-Cache", "MISS")])
+
+    async def _body(self, entry: Entry) -> bytes | None:
+        """The entry's body from memory or verified from disk; None (and the entry dropped) if corrupt."""
+        body = self.store.memory_body(entry.key)
+        if body is not None:
+            return body
+        if entry.size <= _INLINE_READ:
+            body = self.store.read_verified(entry)
+        else:
+            body = await asyncio.get_running_loop().run_in_executor(None, self.store.read_verified, entry)
+        if body is None:
+            log.warning("cached body of %s failed its length/checksum check; refetching", entry.key)
+            self.store.corrupt_entry(entry)
+            return None
+        self.store.remember(entry.key, body)
+        return body
+
+    # -- responses ---------------------------------------------------------------------------
+
+    def _serve_entry(
+        self,
+        conn: HttpConnection,
+        req: Request,
+        entry: Entry,
+        body: bytes,
+        status: CacheStatus,
+        now: float | None = None,
+    ) -> None:
+        try:
+            now = self.clock() if now is None else now
+            sent = responses.serve_entry(self, conn, req, entry, body, status, now)
+        except RangeNotSatisfiable as exc:
+            responses.send_416(self, conn, req, entry.size, status, str(exc))
+            sent = 0
+        self.metrics.served(status, sent, time.perf_counter() - req.started)
+
+    def _send_json(self, conn: HttpConnection, req: Request, status: int, doc: Any) -> None:
+        responses.send_simple(self, conn, req, status, responses.json_bytes(doc), "application/json")
+
+    def _send_metrics(self, conn: HttpConnection, req: Request) -> None:
+        u = self.upstream
+        counters = UpstreamCounters(
+            fetches=u.requests,
+            bytes_fetched=u.bytes_fetched,
+            not_modified=self.filler.stats.not_modified,
+            failures=self.filler.stats.failures,
+            aborted=self.filler.stats.aborted,
+            fallbacks=u.fallbacks,
+        )
+        text = self.metrics.render(self.store.stats(), counters).encode()
+        responses.send_simple(self, conn, req, 200, text, "text/plain; version=0.0.4; charset=utf-8")
+
+    def _send_error(
+        self,
+        conn: HttpConnection,
+        req: Request,
+        status: int,
+        message: str,
+        extra: list[tuple[str, str]] | None = None,
+    ) -> None:
+        self.metrics.error(status)
+        extra = [*(extra or []), *([("Allow", "GET, HEAD")] if status == 405 else [])]
+        responses.send_simple(
+            self, conn, req, status, (message + "\n").encode(), "text/plain; charset=utf-8", extra
+        )

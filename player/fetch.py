@@ -1,0 +1,261 @@
+"""Fetch manifest and chunks from the CDN edges, with retries, back-off and failover.
+
+Each request goes to a resolved edge address (the URL's host replaced by the IP) with the original
+Host header, from `--source-ip` when given. A chunk is only returned when its body is complete
+(received bytes == Content-Length); connection errors, timeouts, 5xx and short bodies are retried at
+the same edge with back-off, then the edge is marked failed, the host is re-resolved without it,
+and the same URL is fetched from another edge. Each result records the serving edge, the retries and
+the measured download time and throughput.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Self
+
+import httpx
+
+from player.backoff import backoff_delay
+from player.errors import PlayerError
+from player.resolve import Resolution, ResolveError, Resolver
+
+__all__ = ["ChunkFetch", "EdgePool", "FetchError", "Fetcher", "ResolveError", "default_backoff"]
+
+FAILED_HOLD_SECONDS = 30.0  # how long a failed edge stays excluded from the answers
+MAX_REDIRECTS = 5
+READ_SIZE = 64 * 1024
+
+
+class FetchError(PlayerError):
+    """Raised when a URL cannot be fetched from any edge (or answers a client error)."""
+
+    def __init__(self, message: str, *, url: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
+
+
+class _Retryable(Exception):
+    """An attempt failed in a way another attempt may fix (5xx, connection error, short body)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChunkFetch:
+    """A complete response body and how it was obtained."""
+
+    url: str
+    data: bytes
+    status: int
+    edge: str  # "ip:port" of the edge that served it
+    started: float  # monotonic clock, seconds
+    download_seconds: float  # request sent to last byte received
+    retries: int  # failed attempts before this one (all edges)
+    failovers: int  # re-resolutions to another edge
+    errors: tuple[str, ...] = ()  # what the failed attempts saw
+    cache: str | None = None  # the edge's X-Cache header, when present
+
+    @property
+    def throughput_bps(self) -> float:
+        """Measured throughput of this download in bits per second."""
+        return len(self.data) * 8 / max(self.download_seconds, 1e-6)
+
+
+def default_backoff(attempt: int) -> float:
+    """Seconds to wait before retry `attempt` (1, 2, ...) at the same edge: capped exponential, jittered."""
+    return backoff_delay(attempt, rand=random.random())
+
+
+class EdgePool:
+    """The resolved addresses of each host, minus the edges that failed recently."""
+
+    def __init__(self, resolver: Resolver, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.resolver = resolver
+        self.clock = clock
+        self._answers: dict[str, tuple[Resolution, float]] = {}  # host -> (resolution, expires at)
+        self._failed: dict[str, dict[str, float]] = {}  # host -> {ip: failed at}
+
+    def pick(self, host: str) -> str:
+        """An address for `host`: re-resolve when the TTL ran out, skip failed edges; raise ResolveError."""
+        now = self.clock()
+        cached = self._answers.get(host)
+        if cached is None or now >= cached[1]:
+            cached = self._resolve(host, now)
+        candidates = cached[0].without(self._recent_failures(host, now)).addresses
+        if not candidates:
+            # Every answer failed recently: ask again (the router may have noticed), then try them anyway.
+            fresh = self._resolve(host, now)[0]
+            candidates = fresh.without(self._recent_failures(host, now)).addresses or fresh.addresses
+        return candidates[0].ip
+
+    def fail(self, host: str, ip: str) -> None:
+        """Exclude `ip` for a while and make the next pick re-resolve `host`."""
+        self._failed.setdefault(host, {})[ip] = self.clock()
+        if host in self._answers:
+            self._answers[host] = (self._answers[host][0], float("-inf"))
+
+    def _recent_failures(self, host: str, now: float) -> set[str]:
+        failed = self._failed.get(host, {})
+        return {ip for ip, at in failed.items() if now - at < FAILED_HOLD_SECONDS}
+
+    def _resolve(self, host: str, now: float) -> tuple[Resolution, float]:
+        resolution = self.resolver.resolve(host)
+        entry = (resolution, now + resolution.ttl)
+        self._answers[host] = entry
+        return entry
+
+
+class Fetcher:
+    """GET URLs through the edges with retries and failover; close() when done."""
+
+    def __init__(
+        self,
+        pool: EdgePool,
+        *,
+        source_ip: str | None = None,
+        timeout: float = 10.0,
+        retries_per_edge: int = 3,
+        max_failovers: int = 4,
+        backoff: Callable[[int], float] = default_backoff,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.pool = pool
+        self.retries_per_edge = retries_per_edge
+        self.max_failovers = max_failovers
+        self.backoff = backoff
+        self.sleep = sleep
+        self.clock = clock
+        transport = httpx.HTTPTransport(local_address=source_ip, retries=0)
+        self._client = httpx.Client(
+            transport=transport, timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._client.close()
+
+    def get(self, url: str, *, byte_range: tuple[int, int] | None = None) -> ChunkFetch:
+        """Fetch the whole body of `url` (optionally bytes first..last); raise FetchError or ResolveError."""
+        return self._get(url, byte_range, redirects=0)
+
+    def size(self, url: str) -> int | None:
+        """The Content-Length of `url` from one HEAD request, or None when it cannot be had (no retries)."""
+        target = httpx.URL(url)
+        try:
+            ip = self.pool.pick(target.host)
+            response = self._client.head(target.copy_with(host=ip), headers=_headers(target, None))
+        except (httpx.HTTPError, ResolveError):
+            return None
+        length = response.headers.get("content-length")
+        return int(length) if response.status_code == 200 and length and length.isdigit() else None
+
+    def _get(self, url: str, byte_range: tuple[int, int] | None, *, redirects: int) -> ChunkFetch:
+        target = httpx.URL(url)
+        errors: list[str] = []
+        ip: str | None = None
+        for failovers in range(self.max_failovers + 1):
+            if ip is not None:  # every attempt at the previous edge failed: exclude it, re-resolve
+                self.pool.fail(target.host, ip)
+            ip = self.pool.pick(target.host)
+            for attempt in range(self.retries_per_edge):
+                if attempt:
+                    self.sleep(self.backoff(attempt))
+                try:
+                    return self._once(
+                        target, ip, byte_range, errors=errors, failovers=failovers, redirects=redirects
+                    )
+                except _Retryable as exc:
+                    errors.append(f"{_edge(target, ip)}: {exc}")
+        raise FetchError(
+            f"GET {url} failed {len(errors)} times on every edge tried (last: {errors[-1]}); is the CDN up?",
+            url=url,
+        )
+
+    def _once(
+        self,
+        target: httpx.URL,
+        ip: str,
+        byte_range: tuple[int, int] | None,
+        *,
+        errors: list[str],
+        failovers: int,
+        redirects: int,
+    ) -> ChunkFetch:
+        headers = _headers(target, byte_range)
+        extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+        started = self.clock()
+        try:
+            with self._client.stream(
+                "GET", target.copy_with(host=ip), headers=headers, extensions=extensions
+            ) as response:
+                status = response.status_code
+                location = response.headers.get("location") if 300 <= status < 400 else None
+                if location is None:
+                    _check_status(target, status)
+                    data = b"".join(response.iter_raw(READ_SIZE))
+                length = response.headers.get("content-length")
+                cache = response.headers.get("x-cache")
+        except httpx.TimeoutException as exc:
+            raise _Retryable(f"timed out ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+        if location is not None:
+            return self._redirect(target, str(target.join(location)), byte_range, redirects)
+        finished = self.clock()
+        if length is not None and (not length.isdigit() or int(length) != len(data)):
+            raise _Retryable(f"short body: {len(data)} of {length} bytes (Content-Length); refetching")
+        if byte_range is not None and status == 200:  # the server ignored Range: cut the part out
+            data = data[byte_range[0] : byte_range[1] + 1]
+        if byte_range is not None and len(data) != byte_range[1] - byte_range[0] + 1:
+            raise _Retryable(f"range {byte_range[0]}-{byte_range[1]} answered with {len(data)} bytes")
+        return ChunkFetch(
+            url=str(target),
+            data=data,
+            status=status,
+            edge=_edge(target, ip),
+            started=started,
+            download_seconds=finished - started,
+            retries=len(errors),
+            failovers=failovers,
+            errors=tuple(errors),
+            cache=cache,
+        )
+
+    def _redirect(
+        self, target: httpx.URL, location: str, byte_range: tuple[int, int] | None, redirects: int
+    ) -> ChunkFetch:
+        if redirects >= MAX_REDIRECTS:
+            raise FetchError(f"GET {target} redirected more than {MAX_REDIRECTS} times", url=str(target))
+        return self._get(location, byte_range, redirects=redirects + 1)
+
+
+def _headers(target: httpx.URL, byte_range: tuple[int, int] | None) -> dict[str, str]:
+    """The original Host (we connect to an IP), no compression (lengths are checked), the range."""
+    headers = {"Host": target.netloc.decode("ascii"), "Accept-Encoding": "identity"}
+    if byte_range is not None:
+        headers["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
+    return headers
+
+
+def _check_status(target: httpx.URL, status: int) -> None:
+    """Raise _Retryable for 5xx, FetchError for other non-2xx answers."""
+    if status >= 500:
+        raise _Retryable(f"HTTP {status}")
+    if status not in (200, 206):
+        raise FetchError(
+            f"GET {target} answered HTTP {status}; check the URL", url=str(target), status=status
+        )
+
+
+def _edge(target: httpx.URL, ip: str) -> str:
+    port = target.port or (443 if target.scheme == "https" else 80)
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"

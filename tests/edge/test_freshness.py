@@ -1,0 +1,168 @@
+"""Freshness over real sockets: Cache-Control, Expires, revalidation with 304, stale serving."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import httpx
+import pytest
+
+from tests.edge.conftest import Clock, EdgeFactory, EdgeThread, wait_waiters
+from tests.edge.upstream_server import Origin, Resource
+
+pytestmark = pytest.mark.network
+
+PATH = "/videos/v1/manifest.mpd"
+
+
+def _http_date(offset: float) -> str:
+    return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + offset))
+
+
+def _get(edge: EdgeThread, **headers: str) -> httpx.Response:
+    with httpx.Client(base_url=edge.url, timeout=10) as client:
+        return client.get(PATH, headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("headers", "advance", "fetches"),
+    [
+        ([("Cache-Control", "max-age=10")], 5, 1),
+        ([("Cache-Control", "max-age=10")], 11, 2),
+        ([("Cache-Control", "max-age=1, s-maxage=100")], 50, 1),
+        ([("Cache-Control", "max-age=100, s-maxage=2")], 3, 2),
+        ([("Cache-Control", "no-store")], 0, 2),
+        ([("Cache-Control", "private, max-age=100")], 0, 2),
+        ([("Cache-Control", "no-cache, max-age=100")], 0, 2),
+        ([("Expires", _http_date(30))], 10, 1),
+        ([("Expires", _http_date(30))], 40, 2),
+        ([("Expires", "0")], 0, 2),
+    ],
+)
+def test_cache_control_decides_upstream_fetches(
+    origin: Origin,
+    edge: EdgeThread,
+    clock: Clock,
+    headers: list[tuple[str, str]],
+    advance: float,
+    fetches: int,
+) -> None:
+    origin.resources[PATH] = Resource(body=b"<MPD/>", headers=headers, not_modified=False)
+    assert _get(edge).content == b"<MPD/>"
+    clock.advance(advance)
+    assert _get(edge).content == b"<MPD/>"
+    assert origin.count(PATH) == fetches
+
+
+def test_expired_entry_is_revalidated_with_one_conditional_get(
+    origin: Origin, edge: EdgeThread, clock: Clock
+) -> None:
+    body = b"m" * 5000
+    origin.resources[PATH] = Resource(body=body, etag='"e1"', headers=[("Cache-Control", "max-age=10")])
+    assert _get(edge).headers["x-cache"] == "MISS"
+    clock.advance(20)
+    res = origin.resources[PATH]
+    res.hold = threading.Event()  # keep the revalidation in flight until all requests joined it
+
+    async def run() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=edge.url, timeout=10) as client:
+            tasks = [asyncio.create_task(client.get(PATH)) for _ in range(10)]
+            await asyncio.to_thread(wait_waiters, edge, 9)
+            assert res.hold is not None
+            res.hold.set()
+            return await asyncio.gather(*tasks)
+
+    responses = asyncio.run(run())
+    assert all(r.status_code == 200 and r.content == body for r in responses)
+    assert {r.headers["x-cache"] for r in responses} == {"REVALIDATED"}
+    assert origin.count(PATH) == 2
+    assert origin.requests[-1].headers["if-none-match"] == '"e1"'
+    hit = _get(edge)
+    assert hit.headers["x-cache"] == "HIT"  # the 304 restarted its freshness
+    assert origin.count(PATH) == 2
+
+
+def test_revalidation_with_new_content_replaces_the_entry(
+    origin: Origin, edge: EdgeThread, clock: Clock
+) -> None:
+    origin.resources[PATH] = Resource(body=b"old", etag='"1"', headers=[("Cache-Control", "max-age=10")])
+    _get(edge)
+    origin.resources[PATH] = Resource(body=b"new", etag='"2"', headers=[("Cache-Control", "max-age=10")])
+    clock.advance(11)
+    assert _get(edge).content == b"new"
+    assert _get(edge).headers["x-cache"] == "HIT"
+
+
+def test_last_modified_revalidation(origin: Origin, edge: EdgeThread, clock: Clock) -> None:
+    lm = "Tue, 24 Nov 2026 10:00:00 GMT"
+    origin.resources[PATH] = Resource(body=b"x", last_modified=lm, headers=[("Cache-Control", "max-age=1")])
+    _get(edge)
+    clock.advance(2)
+    assert _get(edge).headers["x-cache"] == "REVALIDATED"
+    assert origin.requests[-1].headers["if-modified-since"] == lm
+
+
+def test_stale_while_revalidate_serves_stale_and_refreshes_in_background(
+    origin: Origin, edge: EdgeThread, clock: Clock
+) -> None:
+    origin.resources[PATH] = Resource(
+        body=b"v1", headers=[("Cache-Control", "max-age=10, stale-while-revalidate=60")]
+    )
+    _get(edge)
+    origin.resources[PATH] = Resource(
+        body=b"v2", headers=[("Cache-Control", "max-age=10, stale-while-revalidate=60")]
+    )
+    clock.advance(15)
+    stale = _get(edge)
+    assert stale.content == b"v1"
+    assert stale.headers["x-cache"] == "STALE"
+    deadline = time.monotonic() + 5
+    fresh = _get(edge)
+    while fresh.content == b"v1" and time.monotonic() < deadline:
+        assert fresh.headers["x-cache"] == "STALE"  # until the background revalidation lands
+        time.sleep(0.02)
+        fresh = _get(edge)
+    assert fresh.content == b"v2"
+    assert fresh.headers["x-cache"] == "HIT"
+    assert origin.count(PATH) == 2
+
+
+@pytest.mark.parametrize("failure", ["down", "503", "timeout"])
+def test_stale_is_served_when_the_origin_fails(
+    origin: Origin, make_edge: EdgeFactory, clock: Clock, failure: str
+) -> None:
+    edge = make_edge(upstream_read_timeout=0.3, stale_if_error=100.0)
+    origin.resources[PATH] = Resource(body=b"good", headers=[("Cache-Control", "max-age=10")])
+    _get(edge)
+    clock.advance(20)
+    if failure == "down":
+        origin.stop()
+    elif failure == "503":
+        origin.resources[PATH] = Resource(body=b"error page", status=503, headers=[])
+    else:
+        origin.resources[PATH] = Resource(body=b"late", delay=1.0)
+    resp = _get(edge)
+    assert resp.status_code == 200
+    assert resp.content == b"good"
+    assert resp.headers["x-cache"] == "STALE"
+    # the good entry was not replaced by the error
+    assert edge.call(lambda: edge.server.store.lookup(PATH)) is not None
+    clock.advance(200)  # beyond max-age + stale-if-error: the error shows
+    assert _get(edge).status_code in (502, 503, 504)
+
+
+def test_stale_if_error_directive_overrides_the_default_window(
+    origin: Origin, make_edge: EdgeFactory, clock: Clock
+) -> None:
+    edge = make_edge(stale_if_error=0.0)
+    origin.resources[PATH] = Resource(
+        body=b"good", headers=[("Cache-Control", "max-age=10, stale-if-error=50")]
+    )
+    _get(edge)
+    clock.advance(30)
+    origin.stop()
+    assert _get(edge).headers["x-cache"] == "STALE"
+    clock.advance(40)
+    assert _get(edge).status_code == 502

@@ -1,0 +1,180 @@
+"""player.fetch: real HTTP servers on loopback addresses with injected faults, real DNS responder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cdn.hostport import HostPort
+from player.fetch import EdgePool, Fetcher, FetchError
+from player.resolve import Resolver
+from tests.player.netfixtures import DnsResponder, FaultyHTTPServer
+
+BODY = bytes(range(256)) * 400  # 100 KiB
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "chunk-1.m4s").write_bytes(BODY)
+    (tmp_path / "demo" / "chunk-2.m4s").write_bytes(BODY[::-1])
+    return tmp_path
+
+
+@pytest.fixture
+def edges(root: Path) -> Iterator[tuple[FaultyHTTPServer, FaultyHTTPServer]]:
+    a = FaultyHTTPServer(root, host="127.0.0.2")
+    try:
+        b = FaultyHTTPServer(root, host="127.0.0.3", port=a.port)
+    except OSError:
+        a.close()
+        pytest.skip("port taken on 127.0.0.3")
+    yield a, b
+    a.close()
+    b.close()
+
+
+class Sleeps(list[float]):
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def make_fetcher(
+    responder: DnsResponder,
+    *,
+    source_ip: str | None = None,
+    sleeps: Sleeps | None = None,
+    retries: int = 3,
+    failovers: int = 2,
+) -> Fetcher:
+    resolver = Resolver(server=HostPort("127.0.0.1", responder.port), source_ip=source_ip, timeout=2)
+    return Fetcher(
+        EdgePool(resolver),
+        source_ip=source_ip,
+        timeout=2,
+        retries_per_edge=retries,
+        max_failovers=failovers,
+        backoff=lambda n: 0.05 * n,
+        sleep=Sleeps() if sleeps is None else sleeps,
+    )
+
+
+def url(server: FaultyHTTPServer, name: str = "chunk-1.m4s") -> str:
+    return f"http://video.cdn.test:{server.port}/videos/demo/{name}"
+
+
+def test_connects_to_resolved_ip_with_original_host(edges: tuple[FaultyHTTPServer, FaultyHTTPServer]) -> None:
+    a, _b = edges
+    with DnsResponder({"video.cdn.test": [("A", "127.0.0.2")]}) as dns, make_fetcher(dns) as f:
+        got = f.get(url(a))
+    assert got.data == BODY
+    assert got.edge == f"127.0.0.2:{a.port}"
+    assert (got.retries, got.failovers, got.status) == (0, 0, 200)
+    assert got.throughput_bps > 0
+    assert got.download_seconds > 0
+    assert a.requests == [("/videos/demo/chunk-1.m4s", f"video.cdn.test:{a.port}", "127.0.0.1")]
+
+
+def test_source_ip_binds_dns_and_http(edges: tuple[FaultyHTTPServer, FaultyHTTPServer]) -> None:
+    a, _b = edges
+    with (
+        DnsResponder({"video.cdn.test": [("A", "127.0.0.2")]}) as dns,
+        make_fetcher(dns, source_ip="127.10.1.5") as f,
+    ):
+        f.get(url(a))
+    assert {q.peer for q in dns.queries} == {"127.10.1.5"}
+    assert [peer for _p, _h, peer in a.requests] == ["127.10.1.5"]
+
+
+def test_5xx_is_retried_with_backoff(edges: tuple[FaultyHTTPServer, FaultyHTTPServer]) -> None:
+    a, _b = edges
+    a.faults.status_5xx["chunk-1.m4s"] = 2
+    sleeps = Sleeps()
+    with DnsResponder({"video.cdn.test": [("A", "127.0.0.2")]}) as dns, make_fetcher(dns, sleeps=sleeps) as f:
+        got = f.get(url(a))
+    assert got.data == BODY
+    assert (got.retries, got.failovers) == (2, 0)
+    assert sleeps == [0.05, 0.1]
+    assert all("HTTP 503" in e for e in got.errors)
+
+
+def test_short_body_is_refetched_never_returned(edges: tuple[FaultyHTTPServer, FaultyHTTPServer]) -> None:
+    a, _b = edges
+    a.faults.short["chunk-2.m4s"] = 1
+    with DnsResponder({"video.cdn.test": [("A", "127.0.0.2")]}) as dns, make_fetcher(dns) as f:
+        got = f.get(url(a, "chunk-2.m4s"))
+    assert got.data == BODY[::-1]
+    assert got.retries == 1
+    assert len(a.requests) == 2
+
+
+def test_dead_edge_fails_over_after_reresolving(edges: tuple[FaultyHTTPServer, FaultyHTTPServer]) -> None:
+    a, b = edges
+    records = {"video.cdn.test": [("A", "127.0.0.2")]}
+    with DnsResponder(records) as dns, make_fetcher(dns, retries=2) as f:
+        assert f.get(url(a)).edge.startswith("127.0.0.2:")
+        a.close()
+        records["video.cdn.test"] = [("A", "127.0.0.2"), ("A", "127.0.0.3")]  # the router now offers b too
+        got = f.get(url(a, "chunk-2.m4s"))
+        assert got.data == BODY[::-1]
+        assert got.edge == f"127.0.0.3:{b.port}"
+        assert (got.retries, got.failovers) == (2, 1)
+        assert len([q for q in dns.queries if q.rdtype == "A"]) == 2
+        # the failed edge stays excluded for the next chunk
+        assert f.get(url(a)).edge.startswith("127.0.0.3:")
+
+
+def test_every_edge_dead_is_a_fetch_error(edges: tuple[FaultyHTTPServer, FaultyHTTPServer]) -> None:
+    a, b = edges
+    a.close()
+    b.close()
+    with (
+        DnsResponder({"video.cdn.test": [("A", "127.0.0.2"), ("A", "127.0.0.3")]}) as dns,
+        make_fetcher(dns, retries=1, failovers=2) as f,
+        pytest.raises(FetchError, match="every edge"),
+    ):
+        f.get(url(a))
+
+
+def test_404_is_not_retried(edges: tuple[FaultyHTTPServer, FaultyHTTPServer]) -> None:
+    a, _b = edges
+    with (
+        DnsResponder({"video.cdn.test": [("A", "127.0.0.2")]}) as dns,
+        make_fetcher(dns) as f,
+        pytest.raises(FetchError) as info,
+    ):
+        f.get(url(a, "missing.m4s"))
+    assert info.value.status == 404
+    assert len(a.requests) == 1
+
+
+def test_pool_reresolves_when_ttl_expires() -> None:
+    now = [0.0]
+    with DnsResponder({"video.cdn.test": [("A", "127.0.0.2")]}, ttl=10) as dns:
+        pool = EdgePool(Resolver(server=HostPort("127.0.0.1", dns.port), timeout=2), clock=lambda: now[0])
+        assert pool.pick("video.cdn.test") == "127.0.0.2"
+        now[0] = 5.0
+        pool.pick("video.cdn.test")
+        assert len(dns.queries) == 2  # A + AAAA once
+        dns.records["video.cdn.test"] = [("A", "127.0.0.4")]
+        now[0] = 10.5
+        assert pool.pick("video.cdn.test") == "127.0.0.4"
+
+
+def test_pool_retries_failed_edges_when_nothing_else_is_offered() -> None:
+    with DnsResponder({"video.cdn.test": [("A", "127.0.0.2")]}) as dns:
+        pool = EdgePool(Resolver(server=HostPort("127.0.0.1", dns.port), timeout=2))
+        pool.fail("video.cdn.test", "127.0.0.2")
+        assert pool.pick("video.cdn.test") == "127.0.0.2"
+
+
+def test_redirect_is_followed_through_the_resolver(edges: tuple[FaultyHTTPServer, FaultyHTTPServer]) -> None:
+    a, b = edges
+    a.faults.redirect["chunk-1.m4s"] = f"http://127.0.0.3:{b.port}/videos/demo/chunk-1.m4s"
+    with DnsResponder({"video.cdn.test": [("A", "127.0.0.2")]}) as dns, make_fetcher(dns) as f:
+        got = f.get(url(a))
+    assert got.data == BODY
+    assert got.edge == f"127.0.0.3:{b.port}"
+    assert [p for p, _h, _peer in b.requests] == ["/videos/demo/chunk-1.m4s"]
