@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's one entry point. It sets everything up on a fresh machine, then runs a job:
 #   ./run.sh demo            the whole CDN on this machine, a sample video packaged and played
-#   ./run.sh test [ARGS]     the test suite (pytest ARGS)
+#   ./run.sh test [ARGS]     the test suite: ruff, mypy --strict and every test (or only pytest ARGS)
 #   ./run.sh setup           only the set-up (virtual environment, Python packages, ffmpeg, dig)
 #   ./run.sh cdn|cdn-origin|cdn-edge|cdn-dns|cdn-player|python ARGS   a command from the environment
 set -euo pipefail
@@ -60,7 +60,15 @@ cmd="${1:-help}"
 [ $# -gt 0 ] && shift
 case "$cmd" in
     setup) setup ;;
-    test) setup; exec "$VENV/bin/python" -m pytest "$@" ;;
+    test)
+        setup
+        if [ $# -eq 0 ]; then   # the full run (CI): lint, format, types, then every test
+            log "ruff check, ruff format --check, mypy --strict"
+            "$VENV/bin/ruff" check --quiet .
+            "$VENV/bin/ruff" format --check --quiet .
+            "$VENV/bin/mypy"
+        fi
+        exec "$VENV/bin/python" -m pytest "$@" ;;
     demo) setup; exec "$VENV/bin/cdn" demo "$@" ;;
     python) setup; exec "$VENV/bin/python" "$@" ;;
     cdn|cdn-origin|cdn-edge|cdn-dns|cdn-player) setup; exec "$VENV/bin/$cmd" "$@" ;;

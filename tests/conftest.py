@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,11 +45,11 @@ def clip_noaudio(media_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def packaged_store(tmp_path_factory: pytest.TempPathFactory, clip: Path) -> Iterator[Path]:
+def packaged_store(tmp_path_factory: pytest.TempPathFactory, clip: Path) -> Path:
     """A store holding the clip packaged as id `demo` (2 s chunks, two small renditions)."""
     from origin.ladder import parse_ladder
     from origin.packager import package
 
     store = tmp_path_factory.mktemp("store")
     package(clip, video_id="demo", store=store, segment_seconds=2, ladder=parse_ladder("180p:400k,144p:200k"))
-    yield store
+    return store
