@@ -7,13 +7,13 @@ variable); every component receives the finished config through its constructor.
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from cdn.hostport import HostPort, parse_hostport
+from cdn.sizes import parse_size as _parse_size
 from edge.errors import ConfigError
 
 __all__ = [
@@ -36,23 +36,13 @@ DEFAULT_UPSTREAM_CONNECT_TIMEOUT = 3.0
 DEFAULT_UPSTREAM_READ_TIMEOUT = 10.0
 DEFAULT_MAX_HEADER_BYTES = 16 * 1024
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "B": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4}
-
 
 def parse_size(text: str) -> int:
-    """Parse a byte size such as `2GiB`, `256MiB`, `500M`, `1024` into bytes; raise ConfigError."""
-    match = _SIZE_RE.match(text)
-    if not match:
-        raise ConfigError(f"size {text!r} is not a byte size; expected e.g. 2GiB, 256MiB, 500MB or 1048576")
-    number, unit = float(match.group(1)), (match.group(2) or "").upper()
-    if unit.endswith("B") and len(unit) > 1:
-        unit = unit[:-1]
-    if unit.endswith("I"):
-        scale = 1024 ** "KMGT".index(unit[0]) * 1024
-    else:
-        scale = _UNITS[unit]
-    return int(number * scale)
+    """Parse a byte size such as `2GiB`, `256MiB`, `500MB`, `1024` (see cdn.sizes); raise ConfigError."""
+    try:
+        return _parse_size(text)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def parse_upstream_url(text: str, *, option: str) -> str:

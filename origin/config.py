@@ -7,13 +7,13 @@ Only `ServeConfig.from_args(args, environ)` reads the outside world (command-lin
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
 
 from cdn.hostport import HostPort, parse_hostport
+from cdn.sizes import parse_size as _parse_size
 from origin.errors import OriginError
 
 __all__ = [
@@ -45,45 +45,20 @@ STAGING_DIRNAME = ".uploads"  # inside the store (same filesystem); hidden names
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1024,
-    "kib": 1024,
-    "kb": 1000,
-    "m": 1024**2,
-    "mib": 1024**2,
-    "mb": 1000**2,
-    "g": 1024**3,
-    "gib": 1024**3,
-    "gb": 1000**3,
-    "t": 1024**4,
-    "tib": 1024**4,
-    "tb": 1000**4,
-    "ki": 1024,
-    "mi": 1024**2,
-    "gi": 1024**3,
-    "ti": 1024**4,
-}
-
 
 class ServeConfigError(OriginError, ValueError):
     """Raised when a serve setting is invalid; the message names the setting, the value and the fix."""
 
 
 def parse_size(text: str) -> int:
-    """Parse a byte size such as `2GiB`, `500MB`, `64k` or `1048576` (k/KiB = 1024, KB = 1000).
-
-    Raises ServeConfigError naming the bad value.
-    """
-    m = _SIZE.match(text)
-    if not m:
-        raise ServeConfigError(f"size {text!r} is not a size: use a number with an optional unit, e.g. 2GiB")
-    value = float(m.group(1)) * _UNITS[(m.group(2) or "").lower()]
+    """Parse a byte size such as `2GiB`, `500MB` or `1048576` (see cdn.sizes); raise ServeConfigError."""
+    try:
+        value = _parse_size(text)
+    except ValueError as exc:
+        raise ServeConfigError(f"{exc}") from None
     if value < 1:
         raise ServeConfigError(f"size {text!r} must be at least 1 byte")
-    return int(value)
+    return value
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

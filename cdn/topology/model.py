@@ -6,13 +6,13 @@ Also `TopologyError` and the size helpers (`parse_size("512MiB")`, `format_size(
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from cdn.hostport import HostPort
+from cdn.sizes import format_size, parse_size
 
 __all__ = [
     "RECORD_TYPES",
@@ -38,7 +38,6 @@ __all__ = [
 RecordType = Literal["A", "AAAA", "CNAME", "MX", "TXT", "NS"]
 RECORD_TYPES: tuple[RecordType, ...] = ("A", "AAAA", "CNAME", "MX", "TXT", "NS")
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
 
 
 class TopologyError(ValueError):
@@ -202,28 +201,3 @@ class Topology:
     def zones(self) -> tuple[Zone, ...]:
         """The CDN zone then the content zones."""
         return (self.zone, *self.content_zones)
-
-
-def parse_size(text: str | int) -> int:
-    """Bytes from `512MiB`, `1GiB`, `2G`, `1000` (binary units for `i`); raise ValueError."""
-    if isinstance(text, bool):
-        raise ValueError(f"{text!r} is not a size")
-    if isinstance(text, int):
-        if text < 0:
-            raise ValueError(f"{text} is negative")
-        return text
-    m = _SIZE.match(str(text))
-    if not m:
-        raise ValueError(f"{text!r} is not a size like 512MiB, 1GiB or 1000000")
-    unit = (m.group(2) or "").upper()
-    base = 1024 if "I" in unit else 1000
-    power = "BKMGT".index(unit[0]) if unit else 0
-    return int(float(m.group(1)) * base**power)
-
-
-def format_size(n: int) -> str:
-    """The shortest exact binary form of `n` bytes (`1GiB`, `96MiB`, `1234`)."""
-    for power, unit in ((4, "TiB"), (3, "GiB"), (2, "MiB"), (1, "KiB")):
-        if n and n % (1024**power) == 0:
-            return f"{n // 1024**power}{unit}"
-    return str(n)

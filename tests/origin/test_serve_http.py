@@ -289,7 +289,8 @@ def test_serve_command_refuses_a_store_that_is_a_file(tmp_path: Path) -> None:
     [
         ("2GiB", 2 * 1024**3),
         ("500MB", 500_000_000),
-        ("64k", 65536),
+        ("64k", 64000),
+        ("64KiB", 65536),
         ("1048576", 1048576),
         ("1.5 MiB", 1572864),
         ("10 b", 10),
