@@ -3,7 +3,9 @@
 Same simulator, playout model and QoE_lin as `cdn-player simulate`. Videos: Pensieve's test movie
 (real chunk sizes, 48 × 4 s, 6 rungs 0.3-4.3 Mbit/s) and the origin's default ladder (5 rungs
 0.3/0.6/1.2/3/5 Mbit/s, 48 × 4 s, sizes = bitrate × duration). Buffer cap 25 s, startup after 4 s.
-Prints one line per figure: mean QoE_lin per chunk over the traces, and its ratio to the optimum.
+Prints one line per figure: mean QoE_lin per chunk over the traces, and its ratio to the optimum;
+then the default's ratio on the tuning half (even-indexed traces of the sorted set, on which its
+settings were chosen) and on the held-out half (odd-indexed).
 Usage: python benchmarks/abr.py [--sets norway-3g,fcc] [--videos pensieve,origin] [--limit N]
 """
 
@@ -61,6 +63,15 @@ def run_set(label: str, traces: list[Trace], video: str, ctx: AbrContext) -> Non
         )
     print(f"abr {label} {video} optimum: {opt_mean:.3f} (QoE_lin/chunk) over {len(traces)} traces "
           f"(DP plan; on {beaten} traces an algorithm did better and counts instead)")  # fmt: skip
+    halves = [_half_ratio(scores[DEFAULT_ABR], optimum, parity) for parity in (0, 1)]
+    print(f"abr {label} {video} {DEFAULT_ABR} (default) split: ratio {halves[0]:.3f} on the tuning half "
+          f"(even-indexed traces), {halves[1]:.3f} on the held-out half (odd-indexed)")  # fmt: skip
+
+
+def _half_ratio(values: list[float], optimum: list[float], parity: int) -> float:
+    """Mean of `values` over the traces of index parity `parity`, divided by the optimum's mean there."""
+    picked = range(parity, len(values), 2)
+    return sum(values[i] for i in picked) / max(sum(optimum[i] for i in picked), 1e-12)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,10 +15,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,15 @@ from typing import Any
 from cdn.plan import Health, ServiceSpec, evaluate_health
 
 __all__ = [
+    "STATE_FILE",
+    "STOP_SIGNALS",
     "LaunchError",
     "Supervisor",
     "probe",
     "read_state",
     "resolve_argv",
+    "run_group",
+    "signals_ignored",
     "stop_groups",
 ]
 
@@ -170,9 +175,10 @@ class Supervisor:
         self.write_state()
 
     def close(self) -> None:
-        """Stop everything and remove the state file."""
-        self.stop()
-        (self.state_dir / STATE_FILE).unlink(missing_ok=True)
+        """Stop everything and remove the state file; a second Ctrl-C or SIGTERM cannot cut this short."""
+        with signals_ignored():
+            self.stop()
+            (self.state_dir / STATE_FILE).unlink(missing_ok=True)
 
     def write_state(self) -> None:
         """Record the running groups in STATE/cdn-state.json (for `cdn status` and `cdn down`)."""
@@ -195,6 +201,27 @@ class Supervisor:
         tmp = self.state_dir / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(doc, indent=2))
         tmp.replace(self.state_dir / STATE_FILE)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def signals_ignored() -> Iterator[None]:
+    """Ignore SIGINT, SIGTERM and SIGHUP inside the block (main thread only; elsewhere a no-op).
+
+    Used around stopping: an impatient second Ctrl-C would otherwise raise KeyboardInterrupt in the
+    middle of it and leave the remaining services running.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 def read_state(state_dir: Path) -> dict[str, Any] | None:
@@ -244,6 +271,28 @@ def stop_groups(
     if reap is not None:
         reap()
     return killed
+
+
+def run_group(argv: Sequence[str], *, timeout: float, grace: float = 5.0) -> int:
+    """Run a command in its own process group to the end; return its exit code.
+
+    Interrupted (Ctrl-C, SIGTERM) or over `timeout` s, the whole group is stopped, the command's own
+    children too (a plain `subprocess.run` kills only the command and leaves, e.g., its ffmpeg running).
+    Raises LaunchError on timeout.
+    """
+    proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, start_new_session=True)  # noqa: S603
+
+    def reap() -> None:
+        proc.poll()
+
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        stop_groups([proc.pid], grace=grace, reap=reap)
+        raise LaunchError(f"{argv[0]} did not finish within {timeout:.0f} s") from exc
+    except BaseException:
+        stop_groups([proc.pid], grace=grace, reap=reap)
+        raise
 
 
 def tail(path: Path, lines: int = 15) -> str:

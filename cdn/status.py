@@ -16,12 +16,19 @@ from typing import Any
 
 from rich.table import Table
 
-from cdn.launcher import probe, read_state, stop_groups
+from cdn.launcher import STATE_FILE, probe, read_state, stop_groups
 from cdn.plan import Health, evaluate_health, plan_services
 from cdn.promtext import EdgeCounters, PromTextError, edge_counters, parse_prometheus_text
 from cdn.topology import load_topology
 
-__all__ = ["ServiceStatus", "collect_status", "fetch_counters", "run_down", "status_table"]
+__all__ = [
+    "ServiceStatus",
+    "active_supervisor",
+    "collect_status",
+    "fetch_counters",
+    "run_down",
+    "status_table",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,15 +102,29 @@ def status_table(rows: list[ServiceStatus]) -> Table:
 
 
 _SCRIPTS = ("cdn-origin", "cdn-edge", "cdn-dns", "origin.cli", "edge.cli", "dnsrouter.cli")
+_SUPERVISOR = ("cdn", "cdn.cli")  # `cdn up` / `cdn demo`, as a console script or `python -m cdn.cli`
 
 
 def _is_ours(pid: int, names: tuple[str, ...] = _SCRIPTS) -> bool:
-    """True when `pid` still runs one of our console scripts (guards against reused pids)."""
+    """True when `pid` still runs one of our programs (guards against reused pids).
+
+    Matches whole arguments (or their last path component), so an unrelated process whose command
+    line merely mentions "cdn" somewhere (a path, `pytest tests/cdn`) is never signalled.
+    """
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
     except OSError:
         return False
-    return any(name in cmdline for name in names)
+    return any(a in names or a.rsplit("/", 1)[-1] in names for a in args[:3])
+
+
+def active_supervisor(state_dir: Path) -> int | None:
+    """The pid of a `cdn up` still running from `state_dir` (its state file is not stale), or None."""
+    state = read_state(state_dir) or {}
+    sup = state.get("supervisor_pid")
+    if isinstance(sup, int) and sup != os.getpid() and _is_ours(sup, _SUPERVISOR):
+        return sup
+    return None
 
 
 def run_down(state_dir: Path, *, grace: float = 5.0) -> list[str]:
@@ -113,10 +134,13 @@ def run_down(state_dir: Path, *, grace: float = 5.0) -> list[str]:
         return []
     services = [s for s in state.get("services", []) if isinstance(s, dict)]
     pgids = [int(s["pid"]) for s in services if isinstance(s.get("pid"), int) and _is_ours(int(s["pid"]))]
-    sup = state.get("supervisor_pid")
-    if isinstance(sup, int) and sup != os.getpid() and _is_ours(sup, ("cdn",)):
+    sup = active_supervisor(state_dir)
+    if sup is not None:
         # The supervisor stops its groups itself on SIGTERM; the loop below catches what it leaves.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(sup, signal.SIGTERM)
     stop_groups(pgids, grace=grace)
+    # A supervisor that was killed outright left its state file behind: without this, `cdn status`
+    # would keep reading the dead services from it instead of the topology.
+    (state_dir / STATE_FILE).unlink(missing_ok=True)
     return [str(s["name"]) for s in services if isinstance(s.get("pid"), int) and int(s["pid"]) in pgids]

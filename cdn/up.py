@@ -12,7 +12,6 @@ import contextlib
 import secrets
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -26,8 +25,9 @@ from rich.console import Console
 from rich.table import Table
 
 from cdn.compose import content_host, manifest_url
-from cdn.launcher import LaunchError, Supervisor, resolve_argv
+from cdn.launcher import STOP_SIGNALS, LaunchError, Supervisor, resolve_argv, run_group
 from cdn.plan import ServiceSpec, plan_services
+from cdn.status import active_supervisor
 from cdn.topology import Topology, load_topology
 
 __all__ = [
@@ -114,10 +114,11 @@ def ensure_sample(
                          "--segment-seconds", str(segment_seconds), "--ladder", SAMPLE_LADDER])  # fmt: skip
     started = time.monotonic()
     console.print(f"packaging {video_id!r} into {store} ({segment_seconds} s chunks, ladder {SAMPLE_LADDER})")
-    # The packager draws its own progress bar on our terminal; its errors show there too.
-    out = subprocess.run(argv, timeout=600, check=False, stdin=subprocess.DEVNULL)  # noqa: S603
-    if out.returncode != 0:
-        raise LaunchError(f"packaging the sample failed (exit {out.returncode}); see the messages above")
+    # The packager draws its own progress bar on our terminal; its errors show there too. It runs in
+    # its own process group, so an interrupted `cdn up` stops its ffmpeg as well.
+    code = run_group(argv, timeout=600)
+    if code != 0:
+        raise LaunchError(f"packaging the sample failed (exit {code}); see the messages above")
     console.print(f"packaged [bold]{video_id}[/] in {time.monotonic() - started:.1f} s")
     return True
 
@@ -128,6 +129,12 @@ def running_cdn(options: UpOptions, console: Console | None = None) -> Iterator[
     console = console or Console(stderr=True)
     topology = load_topology(options.topology_path)
     state = options.state_dir.resolve()
+    other = active_supervisor(state)
+    if other is not None:  # its state file would be overwritten and its services lost track of
+        raise LaunchError(
+            f"another `cdn up` (pid {other}) runs from {state}; stop it (`cdn down --state-dir "
+            f"{options.state_dir}`) or give this one another --state-dir"
+        )
     specs = plan_services(topology, state, topology_path=options.topology_path.resolve(),
                           admin_token=secrets.token_urlsafe(18))  # fmt: skip
     busy = port_conflicts(specs, topology)
@@ -197,13 +204,13 @@ def try_commands(topology: Topology, state_dir: Path) -> list[str]:
 
 
 def wait_for_signal(stop: threading.Event | None = None) -> None:
-    """Sleep until SIGINT or SIGTERM (or `stop` is set)."""
+    """Sleep until SIGINT, SIGTERM or SIGHUP (or `stop` is set)."""
     stop = stop or threading.Event()
 
     def handler(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     try:
         while not stop.wait(0.5):
             pass
@@ -217,8 +224,10 @@ def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
 
 
 def sigterm_as_interrupt() -> None:
-    """Make SIGTERM raise KeyboardInterrupt, so `running_cdn` stops what it started on either signal."""
+    """Make SIGTERM and SIGHUP (the terminal closed) raise KeyboardInterrupt, so `running_cdn` stops
+    what it started on any of them: the services run in their own sessions and would not get SIGHUP."""
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
 
 
 def run_up(options: UpOptions) -> int:

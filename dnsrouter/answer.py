@@ -1,7 +1,7 @@
 """Bytes in, bytes out: the DNS router's responder, `Responder.handle_wire(wire, peer, transport)`.
 
 Fast path: a response cache keyed by the query's bytes after the ID, the peer's address and the
-transport; a hit costs one dict lookup and the ID patched in. It is emptied whenever edge health
+transport (messages up to MAX_CACHED_QUERY bytes, so garbage cannot fill memory); a hit costs one dict lookup and the ID patched in. It is emptied whenever edge health
 changes (the router's `generation`). Miss: the header, question and single OPT record are parsed
 by hand (`wire.py`); unusual messages (several additional records, records in the answer or
 authority sections) are checked with dnspython. The sections are rendered by dnspython with the
@@ -46,6 +46,7 @@ FORMERR, SERVFAIL, NOTIMP, BADVERS = 1, 2, 4, 16
 CLASS_IN, CLASS_ANY = 1, 255
 ZONE_TRANSFERS = (251, 252)  # IXFR, AXFR: not offered (the zones are generated from the topology)
 OUR_PAYLOAD = 1232  # the UDP size we advertise (DNS flag day 2020)
+MAX_CACHED_QUERY = 512  # longer messages (never a normal query) are answered but not cached: bounded memory
 Entry = tuple[int, int, tuple[str, str] | None, bytes]  # qtype, rcode, decision label, response[2:]
 
 
@@ -85,9 +86,10 @@ class Responder:
             if hit is None:
                 self.metrics.dropped += 1
                 return None
-            if len(self._cache) >= self._max_cached:
-                self._cache.clear()
-            self._cache[key] = hit
+            if len(wire) <= MAX_CACHED_QUERY:
+                if len(self._cache) >= self._max_cached:
+                    self._cache.clear()
+                self._cache[key] = hit
         qtype, rcode, label, body = hit
         self.metrics.queries[qtype, rcode] += 1
         if label is not None:

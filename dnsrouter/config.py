@@ -13,11 +13,11 @@ from pathlib import Path
 from cdn.hostport import HostPort, hostport_arg
 from cdn.topology import Topology, TopologyError, load_topology
 from dnsrouter.errors import ConfigError
+from dnsrouter.server import DEFAULT_IDLE_TIMEOUT
 
 __all__ = ["DEFAULT_TOPOLOGY", "DnsRouterConfig", "build_parser"]
 
 DEFAULT_TOPOLOGY = Path("topology.yaml")
-DEFAULT_IDLE_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,7 +1,8 @@
 """The I/O shell: DNS over UDP and TCP on asyncio, moving bytes to and from `Responder.handle_wire`.
 
 UDP answers each datagram (in batches with recvmmsg/sendmmsg on Linux, see `udpbatch`). TCP reads 2-byte length-prefixed messages (RFC 1035 §4.2.2), answers
-several per connection in order (RFC 7766 §6.2.1), and closes a connection idle for `idle_timeout`
+several per connection in order (RFC 7766 §6.2.1), stops reading while the client is not reading its
+answers (so its write buffer stays bounded), and closes a connection idle for `idle_timeout`
 seconds or one that sends a frame we cannot answer at all.
 """
 
@@ -87,6 +88,14 @@ class TcpProtocol(asyncio.Protocol):
                 self.transport.write(len(response).to_bytes(2, "big") + response)
         if len(self.buffer) > MAX_TCP_BUFFER:
             self._close()
+
+    def pause_writing(self) -> None:  # the client is not reading its answers: stop reading its queries
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._idle is not None:

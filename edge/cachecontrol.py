@@ -160,7 +160,8 @@ def freshness_of(
         ttl=ttl,
         stale_while_revalidate=float(cc.stale_while_revalidate or 0),
         stale_if_error=None if cc.stale_if_error is None else float(cc.stale_if_error),
-        must_revalidate=cc.must_revalidate or cc.no_cache,
+        # s-maxage also carries proxy-revalidate's semantics (RFC 9111 §5.2.2.10): no stale serving
+        must_revalidate=cc.must_revalidate or cc.no_cache or cc.s_maxage is not None,
     )
 
 

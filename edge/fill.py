@@ -17,7 +17,7 @@ import logging
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
-from edge.cachecontrol import Freshness, freshness_of, initial_age
+from edge.cachecontrol import Freshness, format_http_date, freshness_of, initial_age
 from edge.errors import StoreError, UpstreamBrokenError, UpstreamError
 from edge.store import Entry, Store, checksum
 from edge.upstream import UpstreamChain, UpstreamResponse
@@ -27,9 +27,11 @@ __all__ = ["Fill", "FillOutcome", "Filler", "FillStats", "stored_headers"]
 log = logging.getLogger("edge.fill")
 
 # Never stored nor forwarded: hop-by-hop (RFC 9110 §7.6.1) and what the edge writes itself.
+# Date is kept: a cache serves the stored response's Date (with Age), so that a child edge's
+# Expires − Date is the origin's lifetime and not one shortened by the age already spent here.
 _DROP = frozenset(
     "connection keep-alive proxy-connection proxy-authenticate te trailer transfer-encoding upgrade "
-    "content-length age date via x-cache accept-ranges".split()
+    "content-length age via x-cache accept-ranges".split()
 )
 
 
@@ -231,10 +233,12 @@ class Filler:
         if fill.stale is not None and resp.status >= 500:
             resp.close()
             raise UpstreamBrokenError(f"upstream answered {resp.status} for {fill.key}")
-        freshness = freshness_of(resp.status, resp.headers, negative_ttl=self.negative_ttl)
-        fill.begin(
-            resp.status, stored_headers(resp.header_list), freshness, resp.headers.get("content-length")
-        )
+        dated = _with_date(resp.headers, response_time)
+        freshness = freshness_of(resp.status, dated, negative_ttl=self.negative_ttl)
+        headers = stored_headers(resp.header_list)
+        if "date" not in resp.headers:
+            headers.append(("Date", dated["date"]))
+        fill.begin(resp.status, headers, freshness, resp.headers.get("content-length"))
         age = initial_age(resp.headers, request_time=request_time, response_time=response_time)
         fill.stored_at = response_time - age
         resp.stream(fill.feed)
@@ -254,7 +258,7 @@ class Filler:
         fresh = dict(stored_headers(resp.header_list))
         lower = {k.lower() for k in fresh}
         entry.headers = [(k, v) for k, v in entry.headers if k.lower() not in lower] + list(fresh.items())
-        merged = {k.lower(): v for k, v in entry.headers} | resp.headers  # Date feeds the heuristic
+        merged = _with_date({k.lower(): v for k, v in entry.headers} | resp.headers, response_time)
         entry.freshness = (
             freshness_of(entry.status, merged, negative_ttl=self.negative_ttl) or entry.freshness
         )
@@ -262,6 +266,8 @@ class Filler:
             resp.headers, request_time=request_time, response_time=response_time
         )
         entry.rendered.clear()
+        if self.store.peek(entry.key) is not entry:
+            return  # purged, evicted or replaced meanwhile: its files are gone, write no orphan meta
         try:
             self.store.write_meta(entry)
         except StoreError as exc:
@@ -300,6 +306,16 @@ class Filler:
         if not in_memory:
             self.store.admit(entry, body)
         self.stats.committed += 1
+
+
+def _with_date(headers: dict[str, str], response_time: float) -> dict[str, str]:
+    """The headers with a Date: the time received if the upstream sent none (RFC 9110 §6.6.1).
+
+    Expires and the heuristic are measured from Date; without one they would count from nothing.
+    """
+    if "date" in headers:
+        return headers
+    return {**headers, "date": format_http_date(response_time)}
 
 
 def _conditional_headers(stale: Entry | None) -> list[tuple[str, str]]:

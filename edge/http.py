@@ -138,11 +138,14 @@ class HttpConnection(asyncio.Protocol):
         self._plain = True
         self._head_bytes = 0
         self._in_head = False
+        self._in_message = False  # between the first byte of a request and its end (head + body)
         self._queue: deque[Request] = deque()
         self._busy = False
         self._last_activity = time.monotonic()
         self._head_started = 0.0
         self._write_paused = False
+        self._stalled_since = 0.0  # when the send buffer last shrank while writing was paused
+        self._stalled_size = 0
         self._reading_paused = False
         self._drain: asyncio.Future[None] | None = None
         self._error: int = 0
@@ -162,12 +165,14 @@ class HttpConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        self._stalled_since, self._stalled_size = time.monotonic(), self._buffered()
 
     def resume_writing(self) -> None:
         self._write_paused = False
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
         self._update_reading()
+        self._process()  # pipelined requests held back while the client was not reading
 
     def data_received(self, data: bytes) -> None:
         self._last_activity = time.monotonic()
@@ -189,6 +194,7 @@ class HttpConnection(asyncio.Protocol):
         self._body = b""
         self._head_bytes = 0
         self._in_head = True
+        self._in_message = True
         self._plain = True
         self._head_started = self._last_activity
 
@@ -215,6 +221,7 @@ class HttpConnection(asyncio.Protocol):
             self._body += body
 
     def on_message_complete(self) -> None:
+        self._in_message = False
         if self._error:
             return
         parser = self._parser
@@ -235,7 +242,9 @@ class HttpConnection(asyncio.Protocol):
     # -- request queue ---------------------------------------------------------------------
 
     def _process(self) -> None:
-        while self._queue and not self._busy and not self.closed:
+        # Stop while the client is not reading: a burst of pipelined hits must not pile their
+        # bodies up in the send buffer (resume_writing picks the queue up again).
+        while self._queue and not self._busy and not self.closed and not self._write_paused:
             req = self._queue.popleft()
             if self.handler.try_fast(self, req):
                 continue
@@ -305,6 +314,18 @@ class HttpConnection(asyncio.Protocol):
             self.closed = True
             self.transport.abort()
 
+    def _stalled(self, now: float) -> bool:
+        """Has the send buffer not shrunk for the idle timeout while writing was paused?"""
+        size = self._buffered()
+        if size < self._stalled_size:
+            self._stalled_since, self._stalled_size = now, size
+        else:
+            self._stalled_size = size  # grew (more was queued): progress is a shrink from here
+        return now - self._stalled_since > self.handler.keepalive_timeout
+
+    def _buffered(self) -> int:
+        return self.transport.get_write_buffer_size() if self.transport is not None else 0
+
     def _fail(self, status: int) -> None:
         """Answer a protocol error with a short response and close."""
         msg = reason(status)
@@ -315,10 +336,21 @@ class HttpConnection(asyncio.Protocol):
     # -- timeouts (checked by the server's sweeper, not a timer per request) ------------------
 
     def check_timeouts(self, now: float) -> None:
-        """Close the connection if its header deadline (slowloris) or idle keep-alive expired."""
-        if self._busy or self.closed or self.transport is None:
+        """Close the connection if its request deadline (slowloris), idle keep-alive or stalled send expired.
+
+        The request deadline covers the head and the body: a body trickled a byte at a time is
+        as much a slowloris as a head. A client that reads nothing of a response for the idle
+        timeout is aborted, so it cannot hold a connection and its buffered bytes for ever.
+        """
+        if self.transport is None:
             return
-        if self._in_head:
+        if self._write_paused and self._stalled(now):
+            self.closed = True  # also when a graceful close is waiting for the buffer to flush
+            self.transport.abort()
+            return
+        if self._busy or self.closed:
+            return
+        if self._in_message:
             expired = now - self._head_started > self.handler.header_timeout
         else:
             expired = not self._queue and now - self._last_activity > self.handler.keepalive_timeout

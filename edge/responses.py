@@ -1,7 +1,7 @@
 """Writing responses: cached entries (200/206/304/416), growing fills, and small JSON/text answers.
 
-Heads of cached entries are rendered once per (entry, X-Cache value) and kept on the entry; only
-the Age and Date lines are produced per response. Streaming a fill writes each chunk as it
+Heads of cached entries are rendered once per (entry, X-Cache value) and kept on the entry, with
+the stored response's Date (RFC 9110 §6.6.1); only the Age line is produced per response. Streaming a fill writes each chunk as it
 arrives and, if the upstream breaks, aborts the client's connection so that a truncated body can
 never pass for a complete one.
 """
@@ -12,7 +12,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from edge.cachecontrol import parse_http_date
+from edge.cachecontrol import format_http_date, parse_http_date
 from edge.errors import RangeNotSatisfiable, UpstreamError
 from edge.http import HttpConnection, Request, http_date, render_head
 from edge.metrics import CacheStatus
@@ -42,9 +42,10 @@ def json_bytes(doc: Any) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode() + b"\n"
 
 
-def _tail(age: int | None, keep_alive: bool) -> bytes:
+def _tail(age: int | None, keep_alive: bool, *, date: bool = True) -> bytes:
     parts = [] if age is None else [b"Age: %d\r\n" % age]
-    parts.append(b"Date: " + http_date() + b"\r\n")
+    if date:
+        parts.append(b"Date: " + http_date() + b"\r\n")
     if not keep_alive:
         parts.append(b"Connection: close\r\n")
     parts.append(b"\r\n")
@@ -74,11 +75,18 @@ def _range_for(req: Request, headers: list[tuple[str, str]], size: int) -> ByteR
     if header is None:
         return None
     if_range = req.headers.get("if-range")
-    if if_range is not None:
-        lower = {k.lower(): v for k, v in headers}
-        if if_range.strip() not in (lower.get("etag"), lower.get("last-modified")):
-            return None
+    if if_range is not None and not _if_range_matches(if_range.strip(), headers):
+        return None
     return parse_range(header, size)
+
+
+def _if_range_matches(value: str, headers: list[tuple[str, str]]) -> bool:
+    """RFC 9110 §13.1.5: an entity-tag must match strongly (a weak one never does), a date exactly."""
+    lower = {k.lower(): v for k, v in headers}
+    if value.startswith(("W/", '"')):
+        etag = lower.get("etag")
+        return etag is not None and not etag.startswith("W/") and value == etag
+    return value == lower.get("last-modified")
 
 
 def _common(server: EdgeServer, status: CacheStatus) -> list[tuple[str, str]]:
@@ -105,15 +113,12 @@ def serve_entry(
     payload: bytes | memoryview
     if rng is not None:
         extra = [("Content-Range", content_range(rng, entry.size)), ("Content-Length", str(rng.length))]
-        head = render_head(206, entry.headers + extra + _common(server, status))
+        head = render_head(206, _dated(entry) + extra + _common(server, status))
         payload = memoryview(body)[rng.start : rng.end + 1]
     else:
         head = entry.rendered.get(status) or render_entry(server, entry, status)
         payload = body
-    if req.keep_alive:
-        head += b"Age: %d\r\nDate: %s\r\n\r\n" % (age, http_date())
-    else:
-        head += b"Age: %d\r\nDate: %s\r\nConnection: close\r\n\r\n" % (age, http_date())
+    head += b"Age: %d\r\n\r\n" % age if req.keep_alive else b"Age: %d\r\nConnection: close\r\n\r\n" % age
     if req.method == "HEAD":
         conn.write(head)
         payload = b""
@@ -129,8 +134,15 @@ def serve_entry(
 def render_entry(server: EdgeServer, entry: Entry, status: CacheStatus) -> bytes:
     """Render and keep the head of a full (200/404) response from this entry with this X-Cache."""
     extra = [("Accept-Ranges", "bytes"), ("Content-Length", str(entry.size))]
-    head = entry.rendered[status] = render_head(entry.status, entry.headers + extra + _common(server, status))
+    head = entry.rendered[status] = render_head(entry.status, _dated(entry) + extra + _common(server, status))
     return head
+
+
+def _dated(entry: Entry) -> list[tuple[str, str]]:
+    """The entry's headers with its Date (stored; else when it was stored, for older entries)."""
+    if entry.header("date") is not None:
+        return entry.headers
+    return [*entry.headers, ("Date", format_http_date(entry.stored_at))]
 
 
 def _send_304(
@@ -224,7 +236,8 @@ async def _stream_fill(
         headers.append(("Transfer-Encoding", "chunked"))
     keep_alive = req.keep_alive and (length is not None or chunked)
     age = int(max(0.0, server.clock() - fill.stored_at))
-    conn.write(render_head(206 if rng else fill.status, headers) + _tail(age, keep_alive))
+    dated = any(k.lower() == "date" for k, _ in fill.headers)  # the filler always stores one
+    conn.write(render_head(206 if rng else fill.status, headers) + _tail(age, keep_alive, date=not dated))
     sent = 0
     if req.method != "HEAD":
         start, end = (rng.start, rng.end + 1) if rng else (0, None)

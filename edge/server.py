@@ -2,7 +2,7 @@
 
 `EdgeServer` owns the store, the upstream chain, the filler and the metrics, and implements the
 `Handler` the connections call. A fresh hit in the memory tier is answered synchronously
-(`try_fast`): a cached head, the Age/Date lines, then the body bytes in one `transport.write`.
+(`try_fast`): a cached head (with the stored Date), the Age line, then the body in one `transport.write`.
 Everything else (disk reads, misses, revalidation, stale-on-error, admin) runs in `handle`.
 """
 
@@ -21,7 +21,7 @@ from edge.cachekey import cache_key
 from edge.config import EdgeConfig
 from edge.errors import BadPathError, RangeNotSatisfiable, RequestError, UpstreamError
 from edge.fill import Fill, Filler, FillOutcome
-from edge.http import HttpConnection, Request, http_date
+from edge.http import HttpConnection, Request
 from edge.metrics import CacheStatus, Metrics, RateMeter, UpstreamCounters
 from edge.store import Entry, Store
 from edge.upstream import UpstreamChain, UpstreamPool
@@ -152,7 +152,7 @@ class EdgeServer:
         if req.plain and req.keep_alive and req.method == "GET":
             # the commonest case, kept to one write and no further calls
             head = entry.rendered.get("HIT") or responses.render_entry(self, entry, "HIT")
-            tail = b"Age: %d\r\nDate: %s\r\n\r\n" % (int(now - entry.stored_at), http_date())
+            tail = b"Age: %d\r\n\r\n" % int(now - entry.stored_at)
             if len(body) <= _COALESCE_WRITE:
                 conn.write(head + tail + body)
             else:
@@ -256,6 +256,8 @@ class EdgeServer:
         else:
             body = await asyncio.get_running_loop().run_in_executor(None, self.store.read_verified, entry)
         if body is None:
+            if self.store.peek(entry.key) is not entry:
+                return None  # evicted or purged while we read: gone, not corrupt
             log.warning("cached body of %s failed its length/checksum check; refetching", entry.key)
             self.store.corrupt_entry(entry)
             return None

@@ -225,17 +225,23 @@ async def receive_upload(
 ) -> MultipartSink:
     """Stream a multipart body into `dest`; return the sink (fields, filename, bytes). Deletes `dest` on error."""
     boundary = _boundary(content_type)
-    if content_length and content_length.isdigit() and int(content_length) > max_file_bytes + _BODY_OVERHEAD:
+    max_body = max_file_bytes + _BODY_OVERHEAD
+    if content_length and content_length.isdigit() and int(content_length) > max_body:
         raise UploadTooLarge(
             f"the upload of {content_length} bytes exceeds the limit of {max_file_bytes} bytes"
         )
     sink = MultipartSink(boundary, dest, max_file_bytes)
     try:
         batch: list[bytes] = []
-        size = 0
+        size = total = 0
         async for chunk in chunks:
             batch.append(chunk)
             size += len(chunk)
+            total += len(chunk)
+            if total > max_body:  # a chunked body has no Content-Length to check up front
+                raise UploadTooLarge(
+                    f"the upload body exceeds the limit of {max_file_bytes} bytes (--max-upload-size)"
+                )
             if size >= _BATCH_BYTES:
                 await anyio.to_thread.run_sync(sink.feed, b"".join(batch))
                 batch, size = [], 0

@@ -11,6 +11,7 @@ the measured download time and throughput.
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from player.resolve import Resolution, ResolveError, Resolver
 __all__ = ["ChunkFetch", "EdgePool", "FetchError", "Fetcher", "ResolveError", "default_backoff"]
 
 FAILED_HOLD_SECONDS = 30.0  # how long a failed edge stays excluded from the answers
+STALE_RETRY_SECONDS = 5.0  # how long an expired answer is reused before asking a silent DNS again
 MAX_REDIRECTS = 5
 READ_SIZE = 64 * 1024
 
@@ -82,11 +84,11 @@ class EdgePool:
         now = self.clock()
         cached = self._answers.get(host)
         if cached is None or now >= cached[1]:
-            cached = self._resolve(host, now)
+            cached = self._refresh(host, now, cached)
         candidates = cached[0].without(self._recent_failures(host, now)).addresses
         if not candidates:
             # Every answer failed recently: ask again (the router may have noticed), then try them anyway.
-            fresh = self._resolve(host, now)[0]
+            fresh = self._refresh(host, now, cached)[0]
             candidates = fresh.without(self._recent_failures(host, now)).addresses or fresh.addresses
         return candidates[0].ip
 
@@ -99,6 +101,19 @@ class EdgePool:
     def _recent_failures(self, host: str, now: float) -> set[str]:
         failed = self._failed.get(host, {})
         return {ip for ip, at in failed.items() if now - at < FAILED_HOLD_SECONDS}
+
+    def _refresh(
+        self, host: str, now: float, stale: tuple[Resolution, float] | None
+    ) -> tuple[Resolution, float]:
+        """Resolve again; when the DNS cannot answer, keep using the expired answer (RFC 8767 serve-stale)."""
+        try:
+            return self._resolve(host, now)
+        except ResolveError:
+            if stale is None:
+                raise
+            entry = (stale[0], now + STALE_RETRY_SECONDS)  # do not pay a DNS timeout on every request
+            self._answers[host] = entry
+            return entry
 
     def _resolve(self, host: str, now: float) -> tuple[Resolution, float]:
         resolution = self.resolver.resolve(host)
@@ -152,8 +167,14 @@ class Fetcher:
         target = httpx.URL(url)
         try:
             ip = self.pool.pick(target.host)
+        except ResolveError:
+            return None
+        try:
             response = self._client.head(target.copy_with(host=ip), headers=_headers(target, None))
-        except (httpx.HTTPError, ResolveError):
+        except httpx.TransportError:  # a dead edge: leave it now, not after one timeout per probed chunk
+            self.pool.fail(target.host, ip)
+            return None
+        except httpx.HTTPError:
             return None
         length = response.headers.get("content-length")
         return int(length) if response.status_code == 200 and length and length.isdigit() else None
@@ -203,6 +224,7 @@ class Fetcher:
                     _check_status(target, status)
                     data = b"".join(response.iter_raw(READ_SIZE))
                 length = response.headers.get("content-length")
+                content_range = response.headers.get("content-range")
                 cache = response.headers.get("x-cache")
         except httpx.TimeoutException as exc:
             raise _Retryable(f"timed out ({type(exc).__name__})") from exc
@@ -213,6 +235,7 @@ class Fetcher:
         finished = self.clock()
         if length is not None and (not length.isdigit() or int(length) != len(data)):
             raise _Retryable(f"short body: {len(data)} of {length} bytes (Content-Length); refetching")
+        _check_partial(status, byte_range, content_range)
         if byte_range is not None and status == 200:  # the server ignored Range: cut the part out
             data = data[byte_range[0] : byte_range[1] + 1]
         if byte_range is not None and len(data) != byte_range[1] - byte_range[0] + 1:
@@ -254,6 +277,17 @@ def _check_status(target: httpx.URL, status: int) -> None:
         raise FetchError(
             f"GET {target} answered HTTP {status}; check the URL", url=str(target), status=status
         )
+
+
+def _check_partial(status: int, byte_range: tuple[int, int] | None, content_range: str | None) -> None:
+    """Raise _Retryable when a 206 is not the part asked for (a partial body is never used as a whole)."""
+    if status != 206:
+        return
+    if byte_range is None:
+        raise _Retryable(f"HTTP 206 ({content_range or 'no Content-Range'}) to a request for the whole body")
+    match = re.fullmatch(r"\s*bytes\s+(\d+)-(\d+)/(?:\d+|\*)\s*", content_range or "")
+    if content_range is not None and (match is None or (int(match[1]), int(match[2])) != byte_range):
+        raise _Retryable(f"asked for bytes {byte_range[0]}-{byte_range[1]}, got Content-Range {content_range!r}")
 
 
 def _edge(target: httpx.URL, ip: str) -> str:

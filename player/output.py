@@ -12,6 +12,7 @@ The result is checked by decoding it.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -111,6 +112,21 @@ def verify_decodes(path: Path) -> None:
         raise OutputError(f"{path} does not decode cleanly: {done.stderr.strip()[:500] or done.returncode}")
 
 
+def _with_size(run: RunFile) -> RunFile:
+    """`run` with its frame size read from the file when the MPD did not give it (@width/@height are optional)."""
+    if run.width > 0 and run.height > 0:
+        return run
+    args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-protocol_whitelist", "file", "-i", f"file:{run.path}"]
+    try:  # without an output ffmpeg exits 1 after printing the stream list, which is all we need
+        done = subprocess.run(args, capture_output=True, text=True, timeout=FFMPEG_TIMEOUT, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise OutputError(f"ffmpeg could not read {run.path}: {exc}") from exc
+    found = re.search(r"Video: .*?, (\d{1,5})x(\d{1,5})", done.stderr)
+    if found is None:
+        raise OutputError(f"no video size in {run.path} (representation {run.representation}): {done.stderr[-300:]}")
+    return RunFile(run.path, run.representation, int(found[1]), int(found[2]), run.chunks)
+
+
 class OutputRecorder:
     """Collect the chunks the player used into run files; `finish(output)` writes the MP4."""
 
@@ -156,7 +172,8 @@ class OutputRecorder:
         if not self.runs:
             raise OutputError(f"no video chunk was played, so {output} cannot be written")
         output.parent.mkdir(parents=True, exist_ok=True)
-        args = join_args(self.runs, self.audio, output.resolve())
+        runs = [_with_size(r) for r in self.runs] if len(self.runs) > 1 else self.runs
+        args = join_args(runs, self.audio, output.resolve())
         try:
             done = subprocess.run(args, capture_output=True, text=True, timeout=FFMPEG_TIMEOUT, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:

@@ -93,14 +93,18 @@ def addresses_from_response(
     want = dns.rdatatype.from_text(rdtype)
     name = dns.name.from_text(host)
     chain = [name.to_text(omit_final_dot=True)]
+    cname_ttl: int | None = None  # the answer is only as fresh as the shortest-lived link of the chain
     for _ in range(MAX_CNAME_CHAIN):
         found = _find(response, name, want)
         if found:
+            if cname_ttl is not None:
+                found = [Address(a.ip, min(a.ttl, cname_ttl)) for a in found]
             return tuple(chain) if len(chain) > 1 else (), found
-        target = _cname_target(response, name)
-        if target is None:
+        link = _cname(response, name)
+        if link is None:
             return tuple(chain) if len(chain) > 1 else (), []
-        name = target
+        name, ttl = link
+        cname_ttl = ttl if cname_ttl is None else min(cname_ttl, ttl)
         chain.append(name.to_text(omit_final_dot=True))
     raise ResolveError(f"CNAME chain from {host} is longer than {MAX_CNAME_CHAIN}: {' -> '.join(chain)}")
 
@@ -114,10 +118,11 @@ def _find(
     return []
 
 
-def _cname_target(response: dns.message.Message, name: dns.name.Name) -> dns.name.Name | None:
+def _cname(response: dns.message.Message, name: dns.name.Name) -> tuple[dns.name.Name, int] | None:
+    """The CNAME target of `name` in the answer section and its TTL, or None."""
     for rrset in response.answer:
         if rrset.name == name and rrset.rdtype == dns.rdatatype.CNAME:
-            return next(iter(rrset)).target  # type: ignore[no-any-return]
+            return next(iter(rrset)).target, int(rrset.ttl)
     return None
 
 
@@ -158,13 +163,26 @@ class Resolver:
             return self._system(host)
         chain: tuple[str, ...] = ()
         addresses: list[Address] = []
-        for rdtype in ("A", "AAAA"):
-            got_chain, got = self._query(host, rdtype)
+        failures: list[ResolveError] = []
+        for rdtype in self._rdtypes():
+            try:
+                got_chain, got = self._query(host, rdtype)
+            except ResolveError as exc:  # e.g. a server that answers SERVFAIL/NOTIMP to AAAA only
+                failures.append(exc)
+                continue
             chain = chain or got_chain
             addresses += got
         if not addresses:
+            if failures:
+                raise failures[0]
             raise ResolveError(f"{host} has no A/AAAA records at {self._where()}; is the name right?")
         return Resolution(host, tuple(addresses), chain)
+
+    def _rdtypes(self) -> tuple[str, ...]:
+        """A and AAAA, or only the family a `source_ip` can connect to."""
+        if self.source_ip is None:
+            return ("A", "AAAA")
+        return ("A",) if ipaddress.ip_address(self.source_ip).version == 4 else ("AAAA",)
 
     def _where(self) -> str:
         return str(self.server) if self.server is not None else "the system resolver"

@@ -76,10 +76,10 @@ class SessionResult:
 
 
 def load_manifest(fetcher: Fetcher, url: str) -> Manifest:
-    """Fetch and parse the MPD; SessionError names the URL and the problem."""
+    """Fetch and parse the MPD (relative URLs resolve against the URL after redirects); SessionError names it."""
     got = fetcher.get(url)
     try:
-        return parse_mpd(got.data, base_url=url)
+        return parse_mpd(got.data, base_url=got.url)
     except ManifestError as exc:
         raise SessionError(f"the manifest at {url} cannot be parsed: {exc}; is this a DASH MPD?") from exc
 

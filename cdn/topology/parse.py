@@ -154,6 +154,9 @@ def _url(v: Any) -> str:
     return str(v)
 
 
+RESERVED_NAMES = ("origin", "dns", "sample")  # the other services' names (process, log file, compose)
+
+
 def _check_edges(edges: tuple[Edge, ...], source: str) -> None:
     """Names and HOST:PORT unique; every parent names another edge; no parent loops."""
     if not edges:
@@ -161,6 +164,12 @@ def _check_edges(edges: tuple[Edge, ...], source: str) -> None:
     names: dict[str, int] = {}
     binds: set[tuple[str, int]] = set()
     for i, e in enumerate(edges):
+        if e.name in RESERVED_NAMES or e.name.startswith("player-"):
+            raise TopologyError(
+                f"{e.name!r} is the name of another service of `cdn up` and docker-compose.yml "
+                f"({', '.join(RESERVED_NAMES)}, player-REGION); rename the edge",
+                source=source, key=f"edges[{i}].name", value=e.name,
+            )  # fmt: skip
         if e.name in names:
             raise TopologyError(
                 f"{e.name!r} is also edges[{names[e.name]}].name", source=source, key=f"edges[{i}].name"

@@ -16,7 +16,7 @@ from typing import Any
 from player.abr.base import AbrAlgorithm, AbrContext, Decision, Observation, ThroughputSample, highest_below
 from player.abr.bola import Bola, BolaState
 from player.abr.dynamic import Dynamic, DynamicState
-from player.abr.mpc import Mpc, MpcState
+from player.abr.mpc import DEFAULT_INITIAL_BITRATE, Mpc, MpcState
 from player.abr.throughput import ThroughputRule, ThroughputState
 from player.errors import AbrError
 
@@ -45,9 +45,13 @@ ALGORITHMS: dict[str, Callable[[], AbrAlgorithm[Any]]] = {
     "bola": Bola,
     "bola-e": lambda: Bola(enhanced=True, name="bola-e"),
     "dynamic": Dynamic,
-    "mpc": Mpc,
+    "mpc": lambda: Mpc(initial_bitrate=DEFAULT_INITIAL_BITRATE),
     "mpc-classic": lambda: Mpc(
-        window=5, error_weight=1.0, switch_weight=1.0, target_weight=0.0, name="mpc-classic"
+        window=5,
+        error_weight=1.0,
+        switch_weight=1.0,
+        target_weight=0.0,
+        name="mpc-classic",
     ),
 }
 DEFAULT_ABR = "mpc"

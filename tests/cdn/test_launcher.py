@@ -294,3 +294,176 @@ def test_status_reads_health_and_metrics_of_the_running_services(tmp_path: Path)
     assert rows["e2"].health is Health.DOWN
     assert rows["e2"].counters is None
     assert status_table(list(rows.values())).row_count == 2
+
+
+class _Interrupted(Exception):
+    """Stands for the KeyboardInterrupt a second Ctrl-C would raise."""
+
+
+def test_a_second_signal_does_not_cut_the_shutdown_short(tmp_path: Path) -> None:
+    import signal
+    import threading
+
+    # A service that takes a second to exit on SIGTERM, and a second service stopped after it.
+    slow = ("import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: (time.sleep(1.0), sys.exit(0)));"
+            "print('x', flush=True); time.sleep(60)")  # fmt: skip
+    sup = Supervisor(tmp_path)
+    first = sup.start(_sleeper(tmp_path, "first"))
+    run = sup.start(_sleeper(tmp_path, "slow", slow))
+    deadline = time.monotonic() + 10
+    while b"x" not in (tmp_path / "logs" / "slow.log").read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise _Interrupted
+
+    old = signal.signal(signal.SIGTERM, interrupt)
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM))
+    try:
+        timer.start()
+        sup.close()  # the signal arrives while it waits for the slow service
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGTERM, old)
+    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # handlers restored afterwards
+    assert not _alive(run.proc.pid)
+    assert not _alive(first.proc.pid)
+    assert read_state(tmp_path) is None
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().decode(errors="replace").replace("\0", " ")
+        except OSError:
+            continue
+        if text in args and int(cmdline.parent.name) != os.getpid():
+            found.append(f"{cmdline.parent.name}: {args}")
+    return found
+
+
+@pytest.mark.slow
+def test_a_failed_start_stops_everything_already_started(tmp_path: Path) -> None:
+    """One edge cannot start (its cache directory is a file): the origin and the other edge must go too."""
+    import io
+
+    import yaml
+    from rich.console import Console
+
+    from cdn.up import UpOptions, running_cdn
+    from tests.conftest import free_port
+
+    data = yaml.safe_load((ROOT / "topology.yaml").read_text())
+    edge_port = free_port()
+    data["origin"]["listen"] = f"127.0.0.1:{free_port()}"
+    data["dns"].update(listen=f"127.0.0.1:{free_port()}", http=f"127.0.0.1:{free_port()}")
+    data["edges"] = [
+        {"name": "good", "region": "us-east", "address": "127.0.9.1", "port": edge_port},
+        {"name": "broken", "region": "ap-south", "address": "127.0.9.2", "port": edge_port},
+    ]
+    topology_path = tmp_path / "topology.yaml"
+    topology_path.write_text(yaml.safe_dump(data))
+    state = tmp_path / "state"
+    (state / "cache").mkdir(parents=True)
+    (state / "cache" / "broken").write_text("a file where the edge wants its cache directory")
+    options = UpOptions(topology_path=topology_path, state_dir=state, sample=False, timeout=60)
+    with pytest.raises(LaunchError, match="broken"), running_cdn(options, Console(file=io.StringIO())):
+        pytest.fail("the CDN came up although an edge cannot start")
+    assert _processes_mentioning(str(state)) == []
+    assert read_state(state) is None
+
+
+def test_run_group_stops_the_commands_children_when_interrupted(tmp_path: Path) -> None:
+    import signal
+    import threading
+
+    from cdn.launcher import run_group
+
+    # Like the packager: a command whose own child (ffmpeg) does the long work.
+    pid_file = tmp_path / "child.pid"
+    code = ("import subprocess, sys, time; c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
+            f"open({str(pid_file)!r}, 'w').write(str(c.pid)); time.sleep(60)")  # fmt: skip
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise _Interrupted
+
+    def kill_when_started() -> None:
+        deadline = time.monotonic() + 10
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    old = signal.signal(signal.SIGTERM, interrupt)
+    killer = threading.Thread(target=kill_when_started)
+    try:
+        killer.start()
+        with pytest.raises(_Interrupted):
+            run_group([sys.executable, "-c", code], timeout=30, grace=2)
+    finally:
+        killer.join(15)
+        signal.signal(signal.SIGTERM, old)
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while _running(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(child), "the command's child outlived the interrupted run"
+    assert run_group([sys.executable, "-c", "raise SystemExit(3)"], timeout=30) == 3
+
+
+def _running(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie waiting for whoever adopted it to reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_down_with_a_stale_state_file_signals_nobody_and_removes_it(tmp_path: Path) -> None:
+    import json
+    import subprocess
+
+    from cdn.status import run_down
+
+    # The supervisor and a service died long ago; their pids now belong to a process whose command
+    # line merely mentions "cdn" (like `pytest tests/cdn`): it must not be signalled.
+    bystander = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)", "tests/cdn", "cdn-edge.log"]
+    )
+    try:
+        doc = {"supervisor_pid": bystander.pid,
+               "services": [{"name": "edge", "kind": "edge", "pid": bystander.pid, "url": "http://127.0.0.1:1",
+                             "health_url": "http://127.0.0.1:1/healthz"}]}  # fmt: skip
+        (tmp_path / "cdn-state.json").write_text(json.dumps(doc))
+        assert run_down(tmp_path, grace=0.5) == []
+        time.sleep(0.2)
+        assert bystander.poll() is None
+        assert read_state(tmp_path) is None  # `cdn status` goes back to the topology
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_up_refuses_a_state_dir_another_running_up_owns(tmp_path: Path) -> None:
+    import io
+    import json
+    import subprocess
+
+    from rich.console import Console
+
+    from cdn.up import UpOptions, running_cdn
+
+    fake_up = tmp_path / "cdn"  # a process that looks like `cdn up` to `ps`
+    fake_up.write_text("import time\ntime.sleep(30)\n")
+    other = subprocess.Popen([sys.executable, str(fake_up), "up"])
+    try:
+        (tmp_path / "cdn-state.json").write_text(json.dumps({"supervisor_pid": other.pid, "services": []}))
+        options = UpOptions(topology_path=ROOT / "topology.yaml", state_dir=tmp_path, sample=False)
+        with pytest.raises(LaunchError, match=f"another `cdn up` \\(pid {other.pid}\\)"):
+            with running_cdn(options, Console(file=io.StringIO())):
+                pytest.fail("started a second CDN over a running one's state")
+        assert read_state(tmp_path) == {"supervisor_pid": other.pid, "services": []}  # left alone
+    finally:
+        other.kill()
+        other.wait()

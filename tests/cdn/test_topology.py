@@ -85,6 +85,15 @@ def test_ipv6_edge_health_url(demo: dict[str, Any]) -> None:
             lambda d: d["edges"][2].update(name="eu-west-1"),
             r"edges\[2\]\.name: 'eu-west-1' is also edges\[1\]",
         ),
+        (
+            lambda d: d["edges"][2].update(name="dns"),
+            r"edges\[2\]\.name: 'dns' is the name of another service",
+        ),
+        (lambda d: d["edges"][3].update(name="origin"), r"edges\[3\]\.name: 'origin' is the name of another"),
+        (
+            lambda d: d["edges"][3].update(name="player-x"),
+            r"edges\[3\]\.name: 'player-x' is the name of another",
+        ),
         (lambda d: d["edges"][0].update(cache_size="lots"), r"edges\[0\]\.cache_size: 'lots'"),
         (lambda d: d["edges"][0].update(colour="red"), r"edges\[0\]\.colour: unknown key"),
         (lambda d: d["clients"][0].update(network="10.0.0.0/33"), r"clients\[0\]\.network: '10\.0\.0\.0/33'"),

@@ -333,3 +333,15 @@ def test_fuzz_mutated_queries(edits: list[tuple[int, int]], cut: int) -> None:
     for pos, value in edits:
         wire[pos] = value
     _check(FUZZ_RESPONDER.handle_wire(bytes(wire[: len(wire) - cut]), ("127.10.2.1", 53), "tcp"))
+
+
+def test_long_messages_are_answered_but_not_cached(responder: Responder) -> None:
+    # Distinct 4 KB garbage-tailed queries (over UDP up to 4 KB, over TCP up to 64 KB) must not
+    # each keep a cache entry: 100 000 of them would hold gigabytes.
+    base = dns.message.make_query("video.cdn.test", "A").to_wire()
+    for i in range(50):
+        wire = base + i.to_bytes(2, "big") * 2048
+        assert ask(responder, wire, transport="tcp").rcode() == dns.rcode.FORMERR
+    assert len(responder._cache) == 0  # the cache's size is the behaviour under test
+    ask(responder, base)
+    assert len(responder._cache) == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -161,3 +163,109 @@ def test_all_down_answers_nearest_anyway(
     with caplog.at_level("WARNING", logger="dnsrouter"):
         assert _answer(running.port, "127.10.3.9") == ["127.0.3.1"]
     assert "every edge is down" in caplog.text
+
+
+def test_demo_settings_drop_a_dead_edge_within_3_s(demo_topology: Topology) -> None:
+    # Worst case: the edge dies just after answering a poll; the next `fall` polls fail, the last one
+    # only after `timeout` (an edge that accepts but never answers). Each probe is bounded in total.
+    h = demo_topology.dns.health
+    assert h.fall * h.interval + h.timeout < 3.0
+    assert h.timeout < h.interval  # a round ends before the next one is due
+
+
+def _trickling_server(listener: socket.socket, stop: threading.Event) -> None:
+    """Answer one health request with a header every 0.15 s: every read is quick, the whole is slow."""
+    conn, _ = listener.accept()
+    with conn:
+        conn.recv(4096)
+        try:
+            conn.sendall(b"HTTP/1.1 200 OK\r\n")
+            for _ in range(12):
+                if stop.wait(0.15):
+                    return
+                conn.sendall(b"X-Pad: 1\r\n")
+            conn.sendall(b'Content-Length: 16\r\n\r\n{"status": "ok"}')
+        except OSError:  # the poller gave up and closed the connection
+            return
+
+
+@pytest.mark.network
+def test_probe_is_bounded_in_total_not_per_read(demo_data: dict[str, Any]) -> None:
+    import asyncio
+
+    import httpx
+
+    from dnsrouter.health import HealthPoller
+    from dnsrouter.policy import Router
+
+    stop = threading.Event()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        edge = {**demo_data["edges"][2], "health_url": f"http://127.0.0.1:{port}/healthz"}
+        demo_data["edges"] = [edge]
+        topology = parse_topology(demo_data)
+        settings = HealthSettings(interval=1.0, timeout=0.5, fall=2, rise=2)
+        poller = HealthPoller(topology.edges, settings, Router(topology.edges, answer_count=1))
+        server = threading.Thread(target=_trickling_server, args=(listener, stop), daemon=True)
+        server.start()
+
+        async def poll() -> None:
+            async with httpx.AsyncClient(timeout=httpx.Timeout(settings.timeout), trust_env=False) as client:
+                await poller.poll_once(client)
+
+        try:
+            asyncio.run(poll())
+        finally:
+            stop.set()
+            server.join(5)
+    last = poller.trackers[edge["name"]].last
+    assert last is not None
+    assert not last.ok
+    assert "no answer within 0.5 s" in (last.error or "")
+
+
+@pytest.mark.network
+def test_a_dead_edge_is_not_held_back_by_a_slow_one(demo_data: dict[str, Any]) -> None:
+    import asyncio
+
+    import httpx
+
+    from dnsrouter.health import HealthPoller
+    from dnsrouter.policy import EdgeState, Router
+
+    class Watched(Router):
+        """The real router, noting when the dead edge goes down."""
+
+        down = asyncio.Event()
+
+        def set_state(self, name: str, state: EdgeState) -> bool:
+            if name == dead["name"] and state.health is Health.DOWN:
+                self.down.set()
+            return super().set_state(name, state)
+
+    with socket.create_server(("127.0.0.1", 0)) as silent, socket.create_server(("127.0.0.1", 0)) as gone:
+        dead_port = gone.getsockname()[1]
+        gone.close()  # nothing listens there any more: connections are refused at once
+        hung = {**demo_data["edges"][2], "health_url": f"http://127.0.0.1:{silent.getsockname()[1]}/healthz"}
+        dead = {**demo_data["edges"][3], "health_url": f"http://127.0.0.1:{dead_port}/healthz"}
+        demo_data["edges"] = [hung, dead]
+        topology = parse_topology(demo_data)
+        router = Watched(topology.edges, answer_count=1)
+        poller = HealthPoller(
+            topology.edges, HealthSettings(interval=1.0, timeout=0.8, fall=1, rise=1), router
+        )
+
+        async def poll() -> bool:
+            async with httpx.AsyncClient(trust_env=False) as client:
+                task = asyncio.create_task(poller.poll_once(client))
+                await asyncio.wait(
+                    {task, asyncio.create_task(router.down.wait())}, return_when="FIRST_COMPLETED"
+                )
+                round_over = task.done()
+                await task
+                return round_over
+
+        round_over = asyncio.run(poll())
+    assert router.down.is_set()
+    assert not round_over  # applied while the silent edge's probe was still waiting
+    assert router.states[hung["name"]].health is Health.DOWN

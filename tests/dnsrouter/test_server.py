@@ -291,3 +291,59 @@ def test_large_udp_answer_when_the_client_allows_it(
     reply = dns.query.udp(query, "127.0.0.1", port=running.port, timeout=3)
     assert not reply.flags & dns.flags.TC
     assert len(reply.answer[0]) == 80  # about 7 KB in one datagram
+
+
+def test_tcp_frames_split_across_reads(running_router: RunningRouter) -> None:
+    # Two pipelined queries sent a byte at a time: the length prefix itself arrives in two reads.
+    queries = [dns.message.make_query(n, "A") for n in ("video.cdn.test", "ns1.cdn.test")]
+    stream = b"".join(len(w).to_bytes(2, "big") + w for w in (q.to_wire() for q in queries))
+    with socket.create_connection(("127.0.0.1", running_router.port), timeout=3) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(len(stream)):
+            sock.sendall(stream[i : i + 1])
+            if i % 8 == 0:
+                time.sleep(0.002)
+        replies = []
+        for _ in queries:
+            length = int.from_bytes(_recv_exact(sock, 2), "big")
+            replies.append(dns.message.from_wire(_recv_exact(sock, length)))
+    assert [r.id for r in replies] == [q.id for q in queries]
+    assert all(r.answer for r in replies)
+
+
+def test_tcp_client_that_never_reads_is_paused(demo_topology: Topology) -> None:
+    """A client pipelining queries without reading answers must not grow the server's write buffer."""
+    import asyncio
+
+    from dnsrouter.server import TcpProtocol
+    from dnsrouter.service import build_responder
+
+    frame = dns.message.make_query("ns1.cdn.test", "TXT").to_wire()
+    frame = len(frame).to_bytes(2, "big") + frame
+
+    async def scenario() -> tuple[bool, int]:
+        loop = asyncio.get_running_loop()
+        proto = TcpProtocol(build_responder(demo_topology))
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            client = socket.create_connection(listener.getsockname(), timeout=3)
+            server_side, _ = listener.accept()
+        transport, _ = await loop.connect_accepted_socket(lambda: proto, server_side)
+        client.setblocking(False)
+        burst = frame * 200
+        deadline = time.monotonic() + 10
+        try:
+            while transport.is_reading() and time.monotonic() < deadline:
+                try:
+                    client.send(burst)
+                except BlockingIOError:
+                    pass
+                await asyncio.sleep(0.005)
+            return transport.is_reading(), transport.get_write_buffer_size()
+        finally:
+            transport.close()
+            client.close()
+            await asyncio.sleep(0)
+
+    still_reading, buffered = asyncio.run(scenario())
+    assert not still_reading
+    assert buffered < 1 << 20

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from tests.edge.conftest import EdgeFactory, EdgeThread
+from tests.edge.conftest import EdgeFactory, EdgeThread, wait_until
 from tests.edge.upstream_server import Origin, Resource
 
 pytestmark = pytest.mark.network
@@ -146,3 +146,55 @@ def test_garbage_after_a_pipelined_request_is_answered_after_it(origin: Origin, 
     assert first.startswith(b"HTTP/1.1 200")
     assert rest[: len(body)] == body
     assert rest[len(body) :].startswith(b"HTTP/1.1 400")
+
+
+def _buffered(edge: EdgeThread) -> int:
+    """Bytes the edge holds in user-space send buffers, over all its connections."""
+    return edge.call(
+        lambda: sum(
+            c.transport.get_write_buffer_size() for c in edge.server.connections if c.transport is not None
+        )
+    )
+
+
+def test_pipelined_hits_to_a_client_that_does_not_read_stay_bounded(origin: Origin, edge: EdgeThread) -> None:
+    body = b"b" * 256 * 1024
+    origin.resources[CHUNK] = Resource(body=body)
+    with httpx.Client(base_url=edge.url) as client:
+        assert client.get(CHUNK).content == body  # now a memory-tier hit
+    with socket.create_connection(("127.0.0.1", edge.server.port)) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(f"GET {CHUNK} HTTP/1.1\r\nHost: x\r\n\r\n".encode() * 100)
+        time.sleep(0.5)
+        # without back-pressure the edge would queue all 100 bodies (25 MiB) in memory
+        assert _buffered(edge) < 1024 * 1024
+        assert edge.call(lambda: len(edge.server.connections)) == 1
+
+
+def test_a_client_that_stops_reading_is_dropped(origin: Origin, make_edge: EdgeFactory) -> None:
+    edge = make_edge(keepalive_timeout=0.5)
+    body = b"b" * 256 * 1024
+    origin.resources[CHUNK] = Resource(body=body)
+    with httpx.Client(base_url=edge.url) as client:
+        assert client.get(CHUNK).content == body
+    with socket.create_connection(("127.0.0.1", edge.server.port)) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(f"GET {CHUNK} HTTP/1.1\r\nHost: x\r\n\r\n".encode() * 100)
+        wait_until(lambda: edge.call(lambda: len(edge.server.connections)) == 0, timeout=5)
+        with httpx.Client(base_url=edge.url) as client:
+            assert client.get(CHUNK).content == body  # everyone else is still served
+
+
+def test_a_request_body_trickled_byte_by_byte_is_cut_off(make_edge: EdgeFactory) -> None:
+    edge = make_edge(header_timeout=0.5)
+    with socket.create_connection(("127.0.0.1", edge.server.port)) as sock:
+        sock.sendall(b"POST /admin/purge HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+        closed = False
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline and not closed:
+            try:
+                sock.sendall(b"{")
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+            time.sleep(0.1)
+        assert closed or edge.call(lambda: len(edge.server.connections)) == 0

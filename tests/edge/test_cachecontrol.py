@@ -54,7 +54,7 @@ def test_parse_cache_control(header: str, expected: CacheControl) -> None:
     ("status", "headers", "expected"),
     [
         (200, {"cache-control": "max-age=60"}, Freshness(ttl=60)),
-        (200, {"cache-control": "max-age=60, s-maxage=5"}, Freshness(ttl=5)),
+        (200, {"cache-control": "max-age=60, s-maxage=5"}, Freshness(ttl=5, must_revalidate=True)),
         (200, {"cache-control": "no-store"}, None),
         (200, {"cache-control": "private, max-age=60"}, None),
         (200, {"cache-control": "no-cache"}, Freshness(ttl=0, must_revalidate=True)),

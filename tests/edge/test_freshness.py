@@ -9,12 +9,13 @@ import time
 import httpx
 import pytest
 
-from tests.edge.conftest import Clock, EdgeFactory, EdgeThread, wait_waiters
+from tests.edge.conftest import Clock, EdgeFactory, EdgeThread, wait_stored, wait_until, wait_waiters
 from tests.edge.upstream_server import Origin, Resource
 
 pytestmark = pytest.mark.network
 
 PATH = "/videos/v1/manifest.mpd"
+AUTH = {"Authorization": "Bearer s3cret"}
 
 
 def _http_date(offset: float) -> str:
@@ -169,3 +170,78 @@ def test_stale_if_error_directive_overrides_the_default_window(
     assert _get(edge).headers["x-cache"] == "STALE"
     clock.advance(40)
     assert _get(edge).status_code == 502
+
+
+def test_s_maxage_forbids_serving_stale_on_error(
+    origin: Origin, make_edge: EdgeFactory, clock: Clock
+) -> None:
+    # RFC 9111 §5.2.2.10: s-maxage implies proxy-revalidate, so the edge's default window is off.
+    edge = make_edge(stale_if_error=300.0)
+    origin.resources[PATH] = Resource(body=b"good", headers=[("Cache-Control", "s-maxage=10")])
+    _get(edge)
+    clock.advance(20)
+    origin.stop()
+    assert _get(edge).status_code == 502
+
+
+def test_expires_without_a_date_counts_from_when_the_response_arrived(
+    origin: Origin, edge: EdgeThread, clock: Clock
+) -> None:
+    # RFC 9111 §4.2.1: Expires minus Date, "using the time the message was received" if no Date.
+    headers = [("Expires", _http_date(60))]
+    origin.resources[PATH] = Resource(body=b"<MPD/>", headers=headers, not_modified=False, send_date=False)
+    assert _get(edge).content == b"<MPD/>"
+    clock.advance(30)
+    assert _get(edge).headers["x-cache"] == "HIT"
+    assert origin.count(PATH) == 1
+    clock.advance(40)
+    assert _get(edge).content == b"<MPD/>"
+    assert origin.count(PATH) == 2
+
+
+def test_entry_purged_during_its_revalidation_leaves_no_file_behind(
+    origin: Origin, edge: EdgeThread, clock: Clock
+) -> None:
+    cc = [("Cache-Control", "max-age=10, stale-while-revalidate=60")]
+    origin.resources[PATH] = Resource(body=b"x" * 100, etag='"e1"', headers=cc)
+    _get(edge)
+    wait_stored(edge, PATH)
+    clock.advance(20)
+    res = origin.resources[PATH]
+    res.hold = threading.Event()
+    assert _get(edge).headers["x-cache"] == "STALE"  # and a background revalidation, held
+    wait_until(lambda: origin.count(PATH) == 2)
+    with httpx.Client(base_url=edge.url) as client:
+        assert client.post("/admin/purge", json={"all": True}, headers=AUTH).json()["purged"] == 1
+    res.hold.set()  # the 304 arrives for an entry that is no longer there
+    wait_until(lambda: edge.call(lambda: len(edge.server.filler.fills)) == 0)
+    time.sleep(0.1)
+    assert [p.name for p in edge.server.store.objects.rglob("*") if p.is_file()] == []  # no orphan meta
+    assert edge.call(lambda: edge.server.store.stats().entries) == 0
+
+
+def test_entry_purged_while_a_client_waits_on_its_revalidation_is_refetched_not_corrupt(
+    origin: Origin, edge: EdgeThread, clock: Clock
+) -> None:
+    origin.resources[PATH] = Resource(body=b"x" * 100, etag='"e1"', headers=[("Cache-Control", "max-age=10")])
+    _get(edge)
+    wait_stored(edge, PATH)
+    clock.advance(20)
+    res = origin.resources[PATH]
+    res.hold = threading.Event()
+
+    async def run() -> httpx.Response:
+        async with httpx.AsyncClient(base_url=edge.url, timeout=10) as client:
+            task = asyncio.create_task(client.get(PATH))
+            await asyncio.to_thread(wait_until, lambda: origin.count(PATH) == 2)
+            purge = await client.post("/admin/purge", json={"all": True}, headers=AUTH)
+            assert purge.json()["purged"] == 1
+            assert res.hold is not None
+            res.hold.set()
+            return await task
+
+    resp = asyncio.run(run())
+    assert resp.status_code == 200
+    assert resp.content == b"x" * 100  # the 304 found its entry purged: fetched again in full
+    assert origin.count(PATH) == 3
+    assert edge.call(lambda: edge.server.store.stats().corrupt) == 0  # a purge is not corruption

@@ -313,3 +313,14 @@ def test_if_range(origin: Origin, edge: EdgeThread) -> None:
     assert same.content == body[:10]
     assert changed.status_code == 200
     assert changed.content == body
+
+
+def test_if_range_with_a_weak_etag_never_matches(origin: Origin, edge: EdgeThread) -> None:
+    # RFC 9110 §13.1.5: If-Range needs a strong match; a weak validator means "send it all".
+    body = _body(1000)
+    origin.resources[CHUNK] = Resource(body=body, etag='W/"v7"')
+    with httpx.Client(base_url=edge.url) as client:
+        client.get(CHUNK)
+        resp = client.get(CHUNK, headers={"Range": "bytes=0-9", "If-Range": 'W/"v7"'})
+    assert resp.status_code == 200
+    assert resp.content == body

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import httpx
 import pytest
@@ -54,3 +55,26 @@ def test_parent_down_falls_back_to_origin(origin: Origin, make_edge: EdgeFactory
     assert resp.content == b"direct"
     assert origin.count(PATH) == 1
     assert "cdn_edge_parent_fallbacks_total 1" in metrics
+
+
+def _http_date(offset: float) -> str:
+    return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + offset))
+
+
+def test_expires_lifetime_survives_the_shield(origin: Origin, make_edge: EdgeFactory, clock: object) -> None:
+    # The origin's response was generated 30 s ago and expires in 30 s: a 60 s lifetime (Expires −
+    # Date). The shield must pass the origin's Date on with its Age, not a Date of its own, or the
+    # child would compute a 30 s lifetime and count the shield's age against it as well.
+    date, expires = _http_date(-30), _http_date(30)
+    headers = [("Date", date), ("Expires", expires)]
+    origin.resources[PATH] = Resource(body=b"x", headers=headers, send_date=False)
+    shield = make_edge(name="shield")
+    child = make_edge(name="child", parent=shield.url)
+    with httpx.Client(timeout=10) as client:
+        first = client.get(child.url + PATH)
+        assert first.headers["date"] == date
+        clock.advance(45)  # type: ignore[attr-defined]
+        again = client.get(child.url + PATH)
+    assert again.headers["x-cache"] == "HIT"  # 45 s < 60 s for the child too
+    assert again.headers["date"] == date
+    assert origin.count(PATH) == 1

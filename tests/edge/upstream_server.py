@@ -31,6 +31,7 @@ class Resource:
     delay: float = 0.0  # seconds before the response head
     hold: threading.Event | None = None  # if given, the head waits until it is set
     not_modified: bool = True  # answer conditional requests with 304 when validators match
+    send_date: bool = True  # False: no Date header (allowed for a server without a clock)
 
 
 @dataclass
@@ -130,7 +131,8 @@ class Origin:
             extra.append(("ETag", res.etag))
         if res.last_modified:
             extra.append(("Last-Modified", res.last_modified))
-        extra.append(("Date", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())))
+        if res.send_date:
+            extra.append(("Date", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())))
         if res.not_modified and res.status == 200 and _matches(res, headers):
             sock.sendall(_head(304, extra))
             return True

@@ -99,6 +99,22 @@ async def test_declared_length_over_the_limit_is_refused_before_reading(client: 
     assert r.status_code == 413
 
 
+async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def test_chunked_body_over_the_limit_is_refused(client: httpx.AsyncClient, store: Path) -> None:
+    # No Content-Length, and the file part itself is tiny: thousands of small form fields must
+    # still count against the limit (2 MB file + 1 MiB of framing here).
+    field = b'--xyz\r\nContent-Disposition: form-data; name="id"\r\n\r\n' + b"a" * 1000 + b"\r\n"
+    tail = b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.mp4"\r\n\r\nx\r\n--xyz--\r\n'
+    headers = {**AUTH, "content-type": "multipart/form-data; boundary=xyz"}
+    r = await client.post("/videos", content=_chunks(*[field] * 4000, tail), headers=headers)
+    assert r.status_code == 413
+    assert list((store / ".uploads").iterdir()) == []
+
+
 @pytest.mark.parametrize(
     ("kwargs", "needle"),
     [

@@ -23,6 +23,7 @@ import dns.edns
 import dns.flags
 import dns.message
 import dns.name
+import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
@@ -44,9 +45,15 @@ class DnsResponder:
     """Answer A/AAAA/CNAME from `records` ({name: [(type, value), ...]}); TTL `ttl`."""
 
     def __init__(
-        self, records: dict[str, list[tuple[str, str]]], *, ttl: int = 20, truncate_udp: bool = False
+        self,
+        records: dict[str, list[tuple[str, str]]],
+        *,
+        ttl: int = 20,
+        truncate_udp: bool = False,
+        servfail: frozenset[str] = frozenset(),
     ) -> None:
         self.records = records
+        self.servfail = servfail  # query types answered SERVFAIL (a server that cannot do AAAA, say)
         self.ttl = ttl
         self.truncate_udp = truncate_udp
         self.queries: list[DnsQuery] = []
@@ -91,6 +98,9 @@ class DnsResponder:
         )
         response = dns.message.make_response(query)
         response.flags |= dns.flags.AA
+        if dns.rdatatype.to_text(q.rdtype) in self.servfail:
+            response.set_rcode(dns.rcode.SERVFAIL)
+            return response.to_wire()
         if self.truncate_udp and not tcp:
             response.flags |= dns.flags.TC
             return response.to_wire()
@@ -139,12 +149,13 @@ class DnsResponder:
                 conn.sendall(struct.pack("!H", len(reply)) + reply)
 
 
-def _apply_range(header: str | None, body: bytes, ignore: bool) -> tuple[int, bytes]:
-    """(206, the part) for a `bytes=a-b` Range header, else (200, body)."""
+def _apply_range(header: str | None, body: bytes, ignore: bool, shift: int) -> tuple[int, bytes, str | None]:
+    """(206, the part, Content-Range) for a `bytes=a-b` Range header, else (200, body, None)."""
     match = re.fullmatch(r"bytes=(\d+)-(\d+)", header or "")
     if ignore or match is None:
-        return 200, body
-    return 206, body[int(match.group(1)) : int(match.group(2)) + 1]
+        return 200, body, None
+    first, last = int(match.group(1)) + shift, int(match.group(2)) + shift
+    return 206, body[first : last + 1], f"bytes {first}-{last}/{len(body)}"
 
 
 def _bind_pair() -> tuple[socket.socket, socket.socket]:
@@ -184,6 +195,7 @@ class Faults:
     replace: dict[str, bytes] = field(default_factory=dict)  # path suffix -> body to serve instead
     redirect: dict[str, str] = field(default_factory=dict)  # path suffix -> Location of a 302
     ignore_range: bool = False  # answer 200 with the whole file to a Range request
+    range_shift: int = 0  # answer a Range request with the bytes this far on (Content-Range says so)
     on_die: Callable[[], None] | None = None  # called when the server dies (e.g. to update DNS)
 
 
@@ -291,8 +303,10 @@ def _make_handler(owner: FaultyHTTPServer) -> type[BaseHTTPRequestHandler]:
                         owner.faults.on_die()
                     threading.Thread(target=owner.close, daemon=True).start()
                 return
-            status, body = _apply_range(self.headers.get("Range"), body, owner.faults.ignore_range)
-            self._send(status, body, close=False)
+            status, part, content_range = _apply_range(
+                self.headers.get("Range"), body, owner.faults.ignore_range, owner.faults.range_shift
+            )
+            self._send(status, part, close=False, content_range=content_range)
 
         def do_HEAD(self) -> None:  # noqa: N802 - stdlib name
             path = self.path.split("?")[0]
@@ -302,8 +316,10 @@ def _make_handler(owner: FaultyHTTPServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(file.stat().st_size if file.is_file() else 0))
             self.end_headers()
 
-        def _send(self, status: int, body: bytes, *, close: bool) -> None:
+        def _send(self, status: int, body: bytes, *, close: bool, content_range: str | None = None) -> None:
             self.send_response(status)
+            if content_range is not None:
+                self.send_header("Content-Range", content_range)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Content-Type", "application/octet-stream")
             self.end_headers()

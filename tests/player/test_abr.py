@@ -64,7 +64,7 @@ def test_ewma_zero_start_correction_and_min() -> None:
     assert ewma_estimate(ThroughputState()) is None
 
 
-@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+@pytest.mark.parametrize("name", sorted(set(ALGORITHMS) - {"mpc"}))
 def test_first_chunk_is_lowest(name: str) -> None:
     assert choose(make_abr(name), Observation(chunk_index=0, buffer_level=0.0)) == 0
 
@@ -191,3 +191,27 @@ def test_exported_members_are_complete() -> None:
     }
     assert public <= exported
     assert all(hasattr(abr, name) for name in exported)
+
+
+def test_mpc_first_chunk_uses_the_initial_bitrate_prior() -> None:
+    start = Observation(chunk_index=0, buffer_level=0.0)
+    assert choose(make_abr("mpc"), start) == 2  # the registry's prior: the highest rung <= 1.2 Mbit/s
+    assert choose(Mpc(initial_bitrate=2e6), start) == 3
+    assert choose(Mpc(), start) == 0  # no prior: the lowest rung
+    assert choose(Mpc(initial_bitrate=1e5), start) == 0  # below the ladder: the lowest rung
+    assert choose(make_abr("mpc-classic"), start) == 0  # the paper's player starts at the bottom
+
+
+def test_mpc_follows_the_last_two_samples_after_a_drop() -> None:
+    """The default 2-sample mean steps down as soon as two slow downloads arrive."""
+    fast = steady(4e6, 6)
+    before = choose(Mpc(), Observation(chunk_index=10, buffer_level=8, last_index=4, samples=fast))
+    dropped = fast + steady(0.5e6, 2)
+    after = choose(Mpc(), Observation(chunk_index=12, buffer_level=8, last_index=4, samples=dropped))
+    assert before >= 4
+    assert after <= 1
+    # the paper's 5-sample mean still counts the fast samples and stays higher
+    classic = choose(
+        make_abr("mpc-classic"), Observation(chunk_index=12, buffer_level=8, last_index=4, samples=dropped)
+    )
+    assert classic >= after

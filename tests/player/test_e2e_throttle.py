@@ -4,16 +4,24 @@ The proxy's bandwidth drops part-way from well above the top rendition to betwee
 renditions (as seen by a player running `speed` times faster than real time). The player must
 switch down within two chunks of the drop without stalling, and every chunk it used must be
 byte-identical to the origin's file. The proxy itself is checked first (fast test).
+
+The drop is placed by chunk, not by byte count: it happens as the player requests a video chunk
+after two top-rendition chunks in a row (so the whole of that chunk crosses the slow link, and
+the test does not depend on how fast the ABR climbs). The buffer cap is small enough that staying
+at the top rendition for more than two chunks after the drop would stall: a player that keeps a
+full buffer may legitimately spend it before switching down, which is not what is tested here.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,11 +35,11 @@ from tests.conftest import free_port
 from tests.player.netfixtures import DnsResponder, FaultyHTTPServer
 from tests.player.throttle import ThrottleProxy
 
-SPEED = 8.0  # the player runs 8x real time, so link rates are 8x the media rates below
+SPEED = 4.0  # the player runs 4x real time, so link rates are 4x the media rates below
 TOP, BOTTOM = "0", "1"  # rendition ids of the 800k / 200k ladder (ascending id = descending rate)
 BEFORE_BPS = 3.2e6 * SPEED  # 4x the top rendition
 AFTER_BPS = 0.45e6 * SPEED  # between the renditions (bottom video + audio fit, top does not)
-DROP_AFTER_BYTES = 1_500_000  # about seven chunks of top video + audio
+MAX_BUFFER = 8.0  # s: ~6 s buffered at a request; at AFTER_BPS a top chunk + audio drains ~2 s net, so 3 stall
 
 
 def test_proxy_paces_and_drops(tmp_path: Path) -> None:
@@ -109,35 +117,55 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
 
 
 class TimedFetcher(Fetcher):
-    """A Fetcher that also notes when each response finished (to place the drop among the chunks)."""
+    """A Fetcher that notes when each response finished, and drops the link at a chunk boundary.
 
-    finished: dict[str, float]
+    `drop` is called (once) just before the GET of the first video chunk that follows two
+    top-rendition chunks in a row, at chunk 4 or later; `dropped_at` is the monotonic time.
+    """
+
+    def __init__(self, *args: Any, drop: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.finished: dict[str, float] = {}
+        self.video: list[str] = []  # rendition id of each video chunk requested
+        self.dropped_at: float | None = None
+        self._drop = drop
 
     def get(self, url: str, *, byte_range: tuple[int, int] | None = None) -> ChunkFetch:
+        rep = _video_rendition(url)
+        if rep is not None:
+            if self.dropped_at is None and len(self.video) >= 4 and self.video[-2:] == [TOP, TOP]:
+                self._drop()
+                self.dropped_at = time.monotonic()
+            self.video.append(rep)
         got = super().get(url, byte_range=byte_range)
         self.finished[got.url] = time.monotonic()
         return got
 
 
+def _video_rendition(url: str) -> str | None:
+    """The rendition id of a video chunk URL (`chunk-<rep>-<number>.m4s`), None for anything else."""
+    match = re.search(r"/chunk-([^-/]+)-\d+\.m4s$", url)
+    return match.group(1) if match and match.group(1) in (TOP, BOTTOM) else None
+
+
 @pytest.mark.slow
 def test_switches_down_after_the_drop_without_stalling(long_store: Path, edge_port: int) -> None:
-    with ThrottleProxy(("127.0.0.1", edge_port), rate_bps=BEFORE_BPS, drop_to_bps=AFTER_BPS,
-                       drop_after_bytes=DROP_AFTER_BYTES) as proxy, \
+    with ThrottleProxy(("127.0.0.1", edge_port), rate_bps=BEFORE_BPS) as proxy, \
             DnsResponder({"video.cdn.test": [("A", "127.0.0.1")]}) as dns:  # fmt: skip
         config = PlayerConfig(url=f"http://video.cdn.test:{proxy.port}/videos/demo/manifest.mpd",
                               dns=HostPort("127.0.0.1", dns.port), speed=SPEED, quiet=True,
-                              max_buffer=12, startup=4)  # fmt: skip
-        with TimedFetcher(EdgePool(Resolver(server=config.dns)), timeout=10) as fetcher:
-            fetcher.finished = {}
+                              max_buffer=MAX_BUFFER, startup=4)  # fmt: skip
+        with TimedFetcher(EdgePool(Resolver(server=config.dns)), timeout=10,
+                          drop=lambda: proxy.set_rate(AFTER_BPS)) as fetcher:  # fmt: skip
             result = play(config, fetcher)
-        dropped_at = proxy.dropped_at
-    assert dropped_at is not None, "the link never dropped: the test did not test anything"
+        dropped_at = fetcher.dropped_at
     records = result.records
-    assert len(records) == 15
     reps = [r.representation for r in records]
+    assert dropped_at is not None, f"never two top chunks in a row, the link never dropped: {reps}"
+    assert len(records) == 15
     # the first chunk that finished after the drop was in flight (or requested) when it happened
     first_after = next(r.index for r in records if fetcher.finished[r.url] >= dropped_at)
-    assert first_after >= 3, f"the drop came too early to test a switch down: {reps}"
+    assert 3 <= first_after <= 12, f"the drop came too early or too late to test a switch down: {reps}"
     assert reps[first_after - 1] == TOP, f"not at the top before the drop: {reps}"
     assert BOTTOM in reps[first_after : first_after + 3], f"no switch down within two chunks: {reps}"
     assert result.summary.stall_count == 0, f"stalled: {result.summary}"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from cdn.hostport import HostPort
-from player.fetch import EdgePool, Fetcher, FetchError
-from player.resolve import Resolver
+from player.fetch import STALE_RETRY_SECONDS, EdgePool, Fetcher, FetchError
+from player.resolve import Resolution, ResolveError, Resolver
 from tests.player.netfixtures import DnsResponder, FaultyHTTPServer
 
 BODY = bytes(range(256)) * 400  # 100 KiB
@@ -110,6 +110,17 @@ def test_short_body_is_refetched_never_returned(edges: tuple[FaultyHTTPServer, F
     assert len(a.requests) == 2
 
 
+def test_a_range_answer_for_other_bytes_is_never_used(edges: tuple[FaultyHTTPServer, FaultyHTTPServer]) -> None:
+    a, _b = edges
+    a.faults.range_shift = 1000  # right length, wrong bytes: only Content-Range tells
+    with DnsResponder({"video.cdn.test": [("A", "127.0.0.2")]}) as dns, make_fetcher(dns, retries=2) as f:
+        with pytest.raises(FetchError, match="got Content-Range 'bytes 1100-5195/102400'"):
+            f.get(url(a), byte_range=(100, 4195))
+        assert len(a.requests) == 2 * 3  # retried on every failover, never returned
+        a.faults.range_shift = 0
+        assert f.get(url(a), byte_range=(100, 4195)).data == BODY[100:4196]
+
+
 def test_dead_edge_fails_over_after_reresolving(edges: tuple[FaultyHTTPServer, FaultyHTTPServer]) -> None:
     a, b = edges
     records = {"video.cdn.test": [("A", "127.0.0.2")]}
@@ -124,6 +135,20 @@ def test_dead_edge_fails_over_after_reresolving(edges: tuple[FaultyHTTPServer, F
         assert len([q for q in dns.queries if q.rdtype == "A"]) == 2
         # the failed edge stays excluded for the next chunk
         assert f.get(url(a)).edge.startswith("127.0.0.3:")
+
+
+def test_a_head_probe_that_finds_the_edge_dead_moves_to_another(
+    edges: tuple[FaultyHTTPServer, FaultyHTTPServer],
+) -> None:
+    a, b = edges
+    records = {"video.cdn.test": [("A", "127.0.0.2")]}
+    with DnsResponder(records) as dns, make_fetcher(dns) as f:
+        assert f.size(url(a)) == len(BODY)
+        a.close()
+        records["video.cdn.test"] = [("A", "127.0.0.3")]
+        assert f.size(url(a)) is None  # no retries for a size probe...
+        assert f.size(url(a)) == len(BODY)  # ...but the dead edge is left (re-resolved), not probed again
+        assert b.heads == ["/videos/demo/chunk-1.m4s"]
 
 
 def test_every_edge_dead_is_a_fetch_error(edges: tuple[FaultyHTTPServer, FaultyHTTPServer]) -> None:
@@ -161,6 +186,34 @@ def test_pool_reresolves_when_ttl_expires() -> None:
         dns.records["video.cdn.test"] = [("A", "127.0.0.4")]
         now[0] = 10.5
         assert pool.pick("video.cdn.test") == "127.0.0.4"
+
+
+class CountingResolver(Resolver):
+    """The real resolver, counting its resolutions."""
+
+    calls = 0
+
+    def resolve(self, host: str) -> Resolution:
+        self.calls += 1
+        return super().resolve(host)
+
+
+def test_pool_keeps_the_expired_answer_while_the_dns_is_down() -> None:
+    now = [0.0]
+    with DnsResponder({"video.cdn.test": [("A", "127.0.0.2")]}, ttl=10) as dns:
+        resolver = CountingResolver(server=HostPort("127.0.0.1", dns.port), timeout=0.3)
+        pool = EdgePool(resolver, clock=lambda: now[0])
+        assert pool.pick("video.cdn.test") == "127.0.0.2"
+    now[0] = 11.0  # expired, and the DNS router is gone: the edge still works, keep playing from it
+    assert pool.pick("video.cdn.test") == "127.0.0.2"
+    now[0] = 12.0
+    assert pool.pick("video.cdn.test") == "127.0.0.2"
+    assert resolver.calls == 2  # not asked again at once (each try costs a timeout)
+    now[0] = 11.0 + STALE_RETRY_SECONDS
+    pool.fail("video.cdn.test", "127.0.0.2")
+    assert pool.pick("video.cdn.test") == "127.0.0.2"
+    with pytest.raises(ResolveError):  # a host never resolved has nothing stale to fall back on
+        pool.pick("other.cdn.test")
 
 
 def test_pool_retries_failed_edges_when_nothing_else_is_offered() -> None:

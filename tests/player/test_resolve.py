@@ -102,6 +102,28 @@ def test_source_ip_is_bound(responder: DnsResponder) -> None:
     assert {q.ecs for q in responder.queries} == {None}
 
 
+def test_source_ip_asks_only_for_its_address_family(responder: DnsResponder) -> None:
+    res = resolver(responder, source_ip="127.10.1.5").resolve("video.cdn.test")
+    assert {q.rdtype for q in responder.queries} == {"A"}  # an IPv4 socket cannot reach an AAAA answer
+    assert [a.ip for a in res.addresses] == ["127.0.0.2", "127.0.0.3"]
+
+
+def test_aaaa_failure_does_not_lose_the_a_answers() -> None:
+    with DnsResponder({"video.cdn.test": [("A", "127.0.0.2")]}, servfail=frozenset({"AAAA"})) as r:
+        assert [a.ip for a in resolver(r).resolve("video.cdn.test").addresses] == ["127.0.0.2"]
+    with DnsResponder({"video.cdn.test": [("A", "127.0.0.2")]}, servfail=frozenset({"A", "AAAA"})) as r:
+        with pytest.raises(ResolveError, match="SERVFAIL"):
+            resolver(r).resolve("video.cdn.test")
+
+
+def test_ttl_is_the_shortest_of_the_cname_chain() -> None:
+    response = dns.message.make_response(dns.message.make_query("www.cdn.test", "A"))
+    response.answer.append(dns.rrset.from_text("www.cdn.test.", 5, "IN", "CNAME", "video.cdn.test."))
+    response.answer.append(dns.rrset.from_text("video.cdn.test.", 300, "IN", "A", "127.0.0.2"))
+    _chain, addrs = addresses_from_response(response, "www.cdn.test", "A")
+    assert addrs == [Address("127.0.0.2", 5)]  # re-resolve when the CNAME (the routing) expires
+
+
 def test_truncated_udp_answer_retries_over_tcp() -> None:
     with DnsResponder({"video.cdn.test": [("A", "127.0.0.2")]}, truncate_udp=True) as r:
         res = resolver(r).resolve("video.cdn.test")

@@ -124,6 +124,18 @@ def test_dead_edge_reresolves_and_continues_at_the_same_chunk(store: Path, dns: 
     same_as_store(result, store)
 
 
+def test_a_redirected_manifest_resolves_chunks_against_the_final_url(
+    store: Path, edge: FaultyHTTPServer, dns: DnsResponder
+) -> None:
+    edge.faults.redirect["/videos/old/manifest.mpd"] = manifest_url(edge)
+    config = PlayerConfig(url=manifest_url(edge).replace("/demo/", "/old/"), dns=HostPort("127.0.0.1", dns.port),
+                          speed=50, quiet=True, max_buffer=8, startup=2)  # fmt: skip
+    with Fetcher(EdgePool(Resolver(server=config.dns, timeout=2)), timeout=2) as fetcher:
+        result = play(config, fetcher)
+    assert all("/videos/demo/" in r.url for r in result.records)  # not /videos/old/ (404)
+    same_as_store(result, store)
+
+
 def test_unparseable_manifest_exits_1_with_a_clear_message(
     store: Path, dns: DnsResponder, capsys: pytest.CaptureFixture[str]
 ) -> None:
