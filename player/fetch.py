@@ -158,9 +158,15 @@ class Fetcher:
         """Close the pooled connections."""
         self._client.close()
 
-    def get(self, url: str, *, byte_range: tuple[int, int] | None = None) -> ChunkFetch:
-        """Fetch the whole body of `url` (optionally bytes first..last); raise FetchError or ResolveError."""
-        return self._get(url, byte_range, redirects=0)
+    def get(
+        self, url: str, *, byte_range: tuple[int, int] | None = None, expected_size: int | None = None
+    ) -> ChunkFetch:
+        """Fetch the whole body of `url` (optionally bytes first..last); raise FetchError or ResolveError.
+
+        `expected_size` (e.g. from an earlier HEAD) is checked too: it catches a short body that came
+        without a Content-Length (a chunked answer cut short but terminated cleanly).
+        """
+        return self._get(url, byte_range, redirects=0, expected_size=expected_size)
 
     def size(self, url: str) -> int | None:
         """The Content-Length of `url` from one HEAD request, or None when it cannot be had (no retries)."""
@@ -179,7 +185,14 @@ class Fetcher:
         length = response.headers.get("content-length")
         return int(length) if response.status_code == 200 and length and length.isdigit() else None
 
-    def _get(self, url: str, byte_range: tuple[int, int] | None, *, redirects: int) -> ChunkFetch:
+    def _get(
+        self,
+        url: str,
+        byte_range: tuple[int, int] | None,
+        *,
+        redirects: int,
+        expected_size: int | None = None,
+    ) -> ChunkFetch:
         target = httpx.URL(url)
         errors: list[str] = []
         ip: str | None = None
@@ -191,11 +204,15 @@ class Fetcher:
                 if attempt:
                     self.sleep(self.backoff(attempt))
                 try:
-                    return self._once(
+                    got = self._once(
                         target, ip, byte_range, errors=errors, failovers=failovers, redirects=redirects
                     )
                 except _Retryable as exc:
                     errors.append(f"{_edge(target, ip)}: {exc}")
+                    continue
+                if expected_size is None or len(got.data) == expected_size:
+                    return got
+                errors.append(f"{got.edge}: {len(got.data)} bytes, {expected_size} expected; refetching")
         raise FetchError(
             f"GET {url} failed {len(errors)} times on every edge tried (last: {errors[-1]}); is the CDN up?",
             url=url,
@@ -287,7 +304,9 @@ def _check_partial(status: int, byte_range: tuple[int, int] | None, content_rang
         raise _Retryable(f"HTTP 206 ({content_range or 'no Content-Range'}) to a request for the whole body")
     match = re.fullmatch(r"\s*bytes\s+(\d+)-(\d+)/(?:\d+|\*)\s*", content_range or "")
     if content_range is not None and (match is None or (int(match[1]), int(match[2])) != byte_range):
-        raise _Retryable(f"asked for bytes {byte_range[0]}-{byte_range[1]}, got Content-Range {content_range!r}")
+        raise _Retryable(
+            f"asked for bytes {byte_range[0]}-{byte_range[1]}, got Content-Range {content_range!r}"
+        )
 
 
 def _edge(target: httpx.URL, ip: str) -> str:

@@ -123,7 +123,9 @@ def _with_size(run: RunFile) -> RunFile:
         raise OutputError(f"ffmpeg could not read {run.path}: {exc}") from exc
     found = re.search(r"Video: .*?, (\d{1,5})x(\d{1,5})", done.stderr)
     if found is None:
-        raise OutputError(f"no video size in {run.path} (representation {run.representation}): {done.stderr[-300:]}")
+        raise OutputError(
+            f"no video size in {run.path} (representation {run.representation}): {done.stderr[-300:]}"
+        )
     return RunFile(run.path, run.representation, int(found[1]), int(found[2]), run.chunks)
 
 

@@ -203,7 +203,7 @@ class _Loop:
             state, q = decision.state, decision.index
             rep, seg = track.ladder[q], track.segments[q][k]
             init = self.init_of(track.period, rep)
-            got = self.fetcher.get(seg.url, byte_range=seg.byte_range)
+            got = self.fetcher.get(seg.url, byte_range=seg.byte_range, expected_size=self.sizes.get(seg.url))
             audio_next = self.fetch_audio(track, audio_next, until=seg.start + seg.duration)
             self.arrived(track, q, seg, got.data, init)
             self.samples.append(ThroughputSample(len(got.data), max(got.download_seconds * self.speed, 1e-6)))

@@ -195,6 +195,9 @@ class Faults:
     replace: dict[str, bytes] = field(default_factory=dict)  # path suffix -> body to serve instead
     redirect: dict[str, str] = field(default_factory=dict)  # path suffix -> Location of a 302
     ignore_range: bool = False  # answer 200 with the whole file to a Range request
+    chunked_short: dict[str, int] = field(
+        default_factory=dict
+    )  # path suffix -> cut, cleanly ended bodies left
     range_shift: int = 0  # answer a Range request with the bytes this far on (Content-Range says so)
     on_die: Callable[[], None] | None = None  # called when the server dies (e.g. to update DNS)
 
@@ -289,6 +292,13 @@ def _make_handler(owner: FaultyHTTPServer) -> type[BaseHTTPRequestHandler]:
                     self._send(404, b"not found", close=False)
                     return
                 body = file.read_bytes()
+            if owner.take(owner.faults.chunked_short, path):  # no Content-Length, half the body, a clean end
+                self.send_response(200)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                half = body[: len(body) // 2]
+                self.wfile.write(f"{len(half):x}\r\n".encode() + half + b"\r\n0\r\n\r\n")
+                return
             dying = owner.faults.die_during is not None and re.search(owner.faults.die_during, path)
             if dying or owner.take(owner.faults.short, path):
                 self.send_response(200)

@@ -110,7 +110,23 @@ def test_short_body_is_refetched_never_returned(edges: tuple[FaultyHTTPServer, F
     assert len(a.requests) == 2
 
 
-def test_a_range_answer_for_other_bytes_is_never_used(edges: tuple[FaultyHTTPServer, FaultyHTTPServer]) -> None:
+def test_a_cut_body_without_content_length_is_refetched_when_the_size_is_known(
+    edges: tuple[FaultyHTTPServer, FaultyHTTPServer],
+) -> None:
+    a, _b = edges
+    with DnsResponder({"video.cdn.test": [("A", "127.0.0.2")]}) as dns, make_fetcher(dns) as f:
+        a.faults.chunked_short["chunk-1.m4s"] = 1
+        assert len(f.get(url(a)).data) == len(BODY) // 2  # nothing in the answer tells it is short...
+        a.faults.chunked_short["chunk-1.m4s"] = 1
+        got = f.get(url(a), expected_size=f.size(url(a)))  # ...but the HEAD size does
+    assert got.data == BODY
+    assert got.retries == 1
+    assert "51200 bytes, 102400 expected" in got.errors[0]
+
+
+def test_a_range_answer_for_other_bytes_is_never_used(
+    edges: tuple[FaultyHTTPServer, FaultyHTTPServer],
+) -> None:
     a, _b = edges
     a.faults.range_shift = 1000  # right length, wrong bytes: only Content-Range tells
     with DnsResponder({"video.cdn.test": [("A", "127.0.0.2")]}) as dns, make_fetcher(dns, retries=2) as f:

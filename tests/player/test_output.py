@@ -96,7 +96,9 @@ def test_switching_session_becomes_one_playable_mp4(tmp_path: Path, packaged_sto
     assert 140 <= frames <= 160  # 5 s at 30 fps, every chunk once
 
 
-def test_switching_without_sizes_in_the_mpd_reads_them_from_the_chunks(tmp_path: Path, packaged_store: Path) -> None:
+def test_switching_without_sizes_in_the_mpd_reads_them_from_the_chunks(
+    tmp_path: Path, packaged_store: Path
+) -> None:
     with OutputRecorder(tmp_path) as rec:  # an MPD without @width/@height: the recorder gets 0x0
         add(rec, packaged_store, "1", 1, width=0, height=0)
         add(rec, packaged_store, "0", 2, width=0, height=0)

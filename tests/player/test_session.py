@@ -101,6 +101,15 @@ def test_short_chunk_is_refetched_never_used(store: Path, edge: FaultyHTTPServer
     same_as_store(result, store)
 
 
+def test_short_chunk_without_content_length_is_refetched_never_used(
+    store: Path, edge: FaultyHTTPServer, dns: DnsResponder
+) -> None:
+    edge.faults.chunked_short["-00002.m4s"] = 1  # cut in half, chunked and cleanly terminated
+    result = run_play(edge, dns)
+    assert result.records[1].retries == 1  # the HEAD size gave it away
+    same_as_store(result, store)
+
+
 def test_dead_edge_reresolves_and_continues_at_the_same_chunk(store: Path, dns: DnsResponder) -> None:
     def die() -> None:
         dns.records[HOST] = [("A", "127.0.0.2"), ("A", "127.0.0.3")]
