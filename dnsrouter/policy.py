@@ -8,8 +8,10 @@ Goals / plan / caveats:
 - nearest first by great-circle distance; `answer_count` edges of the query's address family;
 - overloaded edges (alive, above capacity) get no new clients unless no edge has room: then the
   nearest live ones are used; if every edge is down, the nearest anyway (and the caller logs it);
-- unknown clients with `fallback: spread` are ordered by rendezvous hashing of their /24, so they
-  spread over all edges instead of piling on one central edge.
+- unknown clients never pile on one central edge: with `fallback: spread` they are ordered by
+  rendezvous hashing of their /24 over all edges; with a fallback location, over every edge within
+  FALLBACK_SPREAD_KM of the edge nearest that location (the rest follow by distance), so each
+  unknown network is stable on one edge while the networks spread over the edges near the fallback.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from cdn.topology import Edge
-from dnsrouter.geo import Located, great_circle_km
+from dnsrouter.geo import Located, LocatedBy, great_circle_km
 
-__all__ = ["Candidate", "Decision", "EdgeState", "Health", "Router", "choose"]
+__all__ = ["FALLBACK_SPREAD_KM", "Candidate", "Decision", "EdgeState", "Health", "Router", "choose"]
+
+FALLBACK_SPREAD_KM = 2000.0  # unknown clients spread over the edges this close to the nearest one
 
 
 class Health(StrEnum):
@@ -76,7 +80,13 @@ def _rank(edges: Iterable[Edge], located: Located, states: dict[str, EdgeState])
     ]
     if where is None:
         return sorted(cands, key=lambda c: _spread_key(located.network, c.edge.name))
-    return sorted(cands, key=lambda c: (round(c.distance_km, 3), c.edge.name))
+    by_distance = sorted(cands, key=lambda c: (round(c.distance_km, 3), c.edge.name))
+    if located.by is not LocatedBy.FALLBACK or not by_distance:
+        return by_distance
+    limit = by_distance[0].distance_km + FALLBACK_SPREAD_KM
+    near = [c for c in by_distance if c.distance_km <= limit]
+    near.sort(key=lambda c: _spread_key(located.network, c.edge.name))
+    return near + by_distance[len(near) :]
 
 
 def _spread_key(network: str, name: str) -> bytes:

@@ -113,6 +113,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _wait_for_log(tmp_path: Path, name: str, text: bytes) -> None:
+    """Wait (at most 10 s) until service `name` has written `text` to its log: it is running."""
+    deadline = time.monotonic() + 10
+    while text not in (tmp_path / "logs" / f"{name}.log").read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def test_clean_shutdown_leaves_no_process(tmp_path: Path) -> None:
     # The second service forks a grandchild in its group: stopping the group must take it too.
     fork = ("import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
@@ -123,9 +130,7 @@ def test_clean_shutdown_leaves_no_process(tmp_path: Path) -> None:
     state = read_state(tmp_path)
     assert state is not None
     assert {s["name"] for s in state["services"]} == {"a", "b"}
-    deadline = time.monotonic() + 10
-    while b"started" not in (tmp_path / "logs" / "b.log").read_bytes() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _wait_for_log(tmp_path, "b", b"started")
     assert os.getpgid(a.proc.pid) == a.proc.pid  # its own process group
     sup.close()
     assert a.proc.returncode is not None
@@ -139,9 +144,7 @@ def test_sigkill_for_stragglers(tmp_path: Path) -> None:
     stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('x', flush=True); time.sleep(60)"
     sup = Supervisor(tmp_path)
     run = sup.start(_sleeper(tmp_path, "stubborn", stubborn))
-    deadline = time.monotonic() + 10
-    while b"x" not in (tmp_path / "logs" / "stubborn.log").read_bytes() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _wait_for_log(tmp_path, "stubborn", b"x")
     sup.stop(grace=0.5)
     assert run.proc.returncode == -9
     assert stop_groups([run.proc.pid], grace=0.1) == []
@@ -310,9 +313,7 @@ def test_a_second_signal_does_not_cut_the_shutdown_short(tmp_path: Path) -> None
     sup = Supervisor(tmp_path)
     first = sup.start(_sleeper(tmp_path, "first"))
     run = sup.start(_sleeper(tmp_path, "slow", slow))
-    deadline = time.monotonic() + 10
-    while b"x" not in (tmp_path / "logs" / "slow.log").read_bytes() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _wait_for_log(tmp_path, "slow", b"x")
 
     def interrupt(signum: int, frame: object) -> None:
         raise _Interrupted

@@ -63,6 +63,29 @@ def test_spread_fallback_uses_every_edge(demo_topology: Topology) -> None:
     assert again == choose(demo_topology.edges, at(None, "198.51.7.0/24"), {}, 1)  # stable per network
 
 
+def test_fallback_location_spreads_over_the_edges_near_it(demo_topology: Topology) -> None:
+    frankfurt = Location(50.11, 8.68)
+    first = Counter(
+        choose(
+            demo_topology.edges,
+            Located(frankfurt, LocatedBy.FALLBACK, Via.SOURCE, f"198.51.{i}.0/24", 24),
+            {},
+            1,
+        )
+        .chosen_v4[0]
+        .name
+        for i in range(200)
+    )
+    # both eu-west edges share the unknown networks; far regions only take them when eu-west is down
+    assert set(first) == {"eu-west-1", "eu-west-shield"}
+    assert min(first.values()) > 50
+    down = {"eu-west-1": DOWN, "eu-west-shield": DOWN}
+    located = Located(frankfurt, LocatedBy.FALLBACK, Via.SOURCE, "198.51.7.0/24", 24)
+    decision = choose(demo_topology.edges, located, down, 1)
+    nearest_up = min((c for c in decision.candidates if c.state.usable), key=lambda c: c.distance_km)
+    assert names(decision.chosen_v4) == [nearest_up.edge.name]  # beyond the spread: by distance
+
+
 def test_router_caches_per_network_and_invalidates_on_change(demo_topology: Topology) -> None:
     router = Router(demo_topology.edges, answer_count=1)
     d1, fresh1 = router.decide(at(PARIS))
