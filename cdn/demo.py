@@ -69,16 +69,31 @@ def _edge_names(topology: Topology, chunks: list[dict[str, Any]]) -> str:
     return ", ".join(f"{name} ({n})" for name, n in counts.most_common()) or "-"
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float | int) and not isinstance(value, bool) and abs(value) >= 1000:
-        return f"{value:,.0f}"
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
+# The QoE summary's fields as a viewer reads them: (key in the player's report, label, format).
+QOE_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("chunks", "chunks played", "{:.0f}"),
+    ("average_bitrate", "average bitrate (kbit/s)", "{:,.0f}"),
+    ("switches", "bitrate switches", "{:.0f}"),
+    ("stall_count", "stalls", "{:.0f}"),
+    ("stall_time", "stall time (s)", "{:.2f}"),
+    ("startup_delay", "startup delay (s)", "{:.2f}"),
+    ("qoe_per_chunk", "QoE_lin per chunk", "{:.3f}"),
+    ("qoe_total", "QoE_lin total", "{:.2f}"),
+    ("algorithm", "ABR algorithm", "{}"),
+)
+
+
+def _cell(summary: dict[str, Any] | None, key: str, fmt: str) -> str:
+    value = (summary or {}).get(key)
+    if value is None:
+        return "-"
+    if key == "average_bitrate":
+        value = value / 1000
+    return fmt.format(value)
 
 
 def qoe_table(topology: Topology, results: list[tuple[DemoClient, dict[str, Any] | None]]) -> Table:
-    """The viewers side by side: their edge and every scalar of their QoE summaries."""
+    """The viewers side by side: the edges that served them and their QoE summaries."""
     table = Table(title="the sample played from two regions")
     table.add_column("")
     for client, _ in results:
@@ -86,13 +101,8 @@ def qoe_table(topology: Topology, results: list[tuple[DemoClient, dict[str, Any]
     table.add_row(
         "served by", *[_edge_names(topology, r.get("chunks", [])) if r else "failed" for _, r in results]
     )
-    keys: list[str] = []
-    for _, r in results:
-        for k, v in (r or {}).get("summary", {}).items():
-            if k not in keys and isinstance(v, int | float | str | bool):
-                keys.append(k)
-    for k in keys:
-        table.add_row(k, *[_fmt((r or {}).get("summary", {}).get(k, "-")) for _, r in results])
+    for key, label, fmt in QOE_ROWS:
+        table.add_row(label, *[_cell((r or {}).get("summary"), key, fmt) for _, r in results])
     return table
 
 

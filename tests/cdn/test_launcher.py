@@ -201,6 +201,8 @@ def test_port_conflicts_names_the_busy_address(topology, tmp_path: Path) -> None
 
 
 def test_demo_picks_two_regions_and_builds_the_readme_command(topology, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
     from cdn.demo import demo_clients, player_argv, qoe_table
 
     clients = demo_clients(topology)
@@ -213,11 +215,25 @@ def test_demo_picks_two_regions_and_builds_the_readme_command(topology, tmp_path
     assert argv[2] == "http://video.example.test:8080/videos/sample/manifest.mpd"
     assert argv[argv.index("--source-ip") + 1] == "127.10.1.20"
     report = {
-        "summary": {"stall_seconds": 0.0, "avg_bitrate": 512000},
+        "summary": {
+            "average_bitrate": 784441.07,
+            "stall_time": 0,
+            "startup_delay": 0.6395,
+            "algorithm": "mpc",
+        },
         "chunks": [{"edge": "127.0.1.2:8080"}],
     }
     table = qoe_table(topology, [(clients[0], report), (clients[1], None)])
-    assert table.row_count == 3  # served by, and the two summary figures
+    console = Console(width=200, record=True)
+    console.print(table)
+    text = console.export_text()
+    assert "eu-west-1 (1)" in text  # the serving edge, by name
+    assert "failed" in text  # the viewer without a report
+    assert "average bitrate (kbit/s)" in text
+    assert "784" in text
+    assert "784441" not in text
+    assert "startup delay (s)" in text
+    assert "0.64" in text
 
 
 def test_cli_check_and_compose(tmp_path: Path) -> None:
