@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from cdn.ffmpeg import ffmpeg_exe
 from cdn.samples import generate_clip
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -17,6 +19,12 @@ def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, kind) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def decode_all(source: str, *options: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ffmpeg as a real DASH client: open `source` (a path or URL) and decode every stream to null."""
+    args = [ffmpeg_exe(), "-hide_banner", "-nostdin", *options, "-i", source, "-map", "0", "-f", "null", "-"]
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="session")

@@ -36,6 +36,7 @@ from origin.packager import package
 from origin.probe import last_out_time
 from origin.progress import PackagingProgress
 from origin.publish import publish_dir
+from tests.conftest import decode_all
 
 NS = {"d": "urn:mpeg:dash:schema:mpd:2011"}
 TINY = parse_ladder("144p:200k,72p:100k")
@@ -188,27 +189,8 @@ def test_ffmpeg_decodes_every_representation(
 ) -> None:
     folder = packaged_store / "demo" if store_name == "packaged" else noaudio_store / "quiet"
     streams = len(_representations(folder))
-    done = subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-hide_banner",
-            "-nostdin",
-            "-v",
-            "info",
-            "-nostats",
-            "-progress",
-            "pipe:1",
-            "-i",
-            str(folder / "manifest.mpd"),
-            "-map",
-            "0",
-            "-f",
-            "null",
-            "-",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    done = decode_all(
+        str(folder / "manifest.mpd"), "-v", "info", "-nostats", "-progress", "pipe:1", timeout=60
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stderr.count("Stream #0:") >= 2 * streams  # every input stream is mapped and decoded

@@ -18,10 +18,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from cdn.asgiserver import ServerStartError, serve_in_thread
-from cdn.ffmpeg import ffmpeg_exe
 from origin.app import create_app
 from origin.config import ServeConfig, ServeConfigError, parse_size
 from origin.serve import add_serve_arguments, build_config
+from tests.conftest import decode_all
 
 SECRET = b"TOP-SECRET-OUTSIDE-THE-STORE"
 CHUNK = bytes(range(256)) * 2000  # 512000 bytes: streamed in several reads
@@ -171,25 +171,7 @@ def packaged_url(packaged_store: Path) -> Iterator[str]:
 @pytest.mark.network
 def test_ffmpeg_decodes_every_representation_over_http(packaged_url: str) -> None:
     url = f"{packaged_url}/videos/demo/manifest.mpd"
-    result = subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-hide_banner",
-            "-nostdin",
-            "-v",
-            "verbose",
-            "-i",
-            url,
-            "-map",
-            "0",
-            "-f",
-            "null",
-            "-",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = decode_all(url, "-v", "verbose")
     assert result.returncode == 0, result.stderr[-3000:]
     # ffmpeg's closing report: one line per input stream (= per representation) with its decode counts
     decoded = re.findall(
