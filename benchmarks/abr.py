@@ -4,6 +4,7 @@ Same simulator, playout model and QoE_lin as `cdn-player simulate`. Videos: Pens
 (real chunk sizes, 48 × 4 s, 6 rungs 0.3-4.3 Mbit/s) and the origin's default ladder (5 rungs
 0.3/0.6/1.2/3/5 Mbit/s, 48 × 4 s, sizes = bitrate × duration). Buffer cap 25 s, startup after 4 s.
 Prints one line per figure: mean QoE_lin per chunk over the traces, and its ratio to the optimum;
+how many downloads the default abandoned for a lower rung and the share of bytes they wasted;
 then the default's ratio on the tuning half (even-indexed traces of the sorted set, on which its
 settings were chosen) and on the held-out half (odd-indexed).
 Usage: python benchmarks/abr.py [--sets norway-3g,fcc] [--videos pensieve,origin] [--limit N]
@@ -47,10 +48,8 @@ def run_set(label: str, traces: list[Trace], video: str, ctx: AbrContext) -> Non
     config = PlayoutConfig(startup_threshold=STARTUP, max_buffer=MAX_BUFFER)
     n = ctx.chunk_count or 1
     dp = [optimal_qoe(tr, ctx, startup_threshold=STARTUP) / n for tr in traces]
-    scores = {
-        name: [simulate(tr, ctx, make_abr(name), playout=config).summary.qoe_per_chunk for tr in traces]
-        for name in ALGORITHMS
-    }
+    runs = {name: [simulate(tr, ctx, make_abr(name), playout=config) for tr in traces] for name in ALGORITHMS}
+    scores = {name: [r.summary.qoe_per_chunk for r in results] for name, results in runs.items()}
     # The DP's plan is achievable, so the true optimum is at least the best of it and every algorithm.
     optimum = [max(d, *(s[i] for s in scores.values())) for i, d in enumerate(dp)]
     beaten = sum(1 for d, o in zip(dp, optimum, strict=True) if o > d + 1e-9)
@@ -64,6 +63,10 @@ def run_set(label: str, traces: list[Trace], video: str, ctx: AbrContext) -> Non
     print(f"abr {label} {video} optimum: {opt_mean:.3f} (QoE_lin/chunk) over {len(traces)} traces "
           f"(DP plan; on {beaten} traces an algorithm did better and counts instead)")  # fmt: skip
     halves = [_half_ratio(scores[DEFAULT_ABR], optimum, parity) for parity in (0, 1)]
+    records = [rec for result in runs[DEFAULT_ABR] for rec in result.records]
+    wasted, fetched = sum(r.wasted for r in records), sum(r.size + r.wasted for r in records)
+    print(f"abr {label} {video} {DEFAULT_ABR} (default) abandoned: {sum(r.abandoned for r in records) / len(traces):.2f} "
+          f"downloads per session, {100 * wasted / max(fetched, 1):.1f} % of the bytes fetched wasted")  # fmt: skip
     print(f"abr {label} {video} {DEFAULT_ABR} (default) split: ratio {halves[0]:.3f} on the tuning half "
           f"(even-indexed traces), {halves[1]:.3f} on the held-out half (odd-indexed)")  # fmt: skip
 

@@ -5,7 +5,8 @@ Host header, from `--source-ip` when given. A chunk is only returned when its bo
 (received bytes == Content-Length); connection errors, timeouts, 5xx and short bodies are retried at
 the same edge with back-off, then the edge is marked failed, the host is re-resolved without it,
 and the same URL is fetched from another edge. Each result records the serving edge, the retries and
-the measured download time and throughput.
+the measured download time, throughput and recent rate (over the last `RECENT_SECONDS` of the body).
+A `progress` callback sees the bytes as they arrive and may abandon the download (`Abandoned`).
 """
 
 from __future__ import annotations
@@ -13,17 +14,28 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Self
 
 import httpx
 
+from player.abr.base import RECENT_SECONDS
 from player.backoff import backoff_delay
 from player.errors import PlayerError
 from player.resolve import Resolution, ResolveError, Resolver
 
-__all__ = ["ChunkFetch", "EdgePool", "FetchError", "Fetcher", "ResolveError", "default_backoff"]
+__all__ = [
+    "Abandoned",
+    "ChunkFetch",
+    "EdgePool",
+    "FetchError",
+    "Fetcher",
+    "ProgressCallback",
+    "ResolveError",
+    "default_backoff",
+    "recent_rate",
+]
 
 FAILED_HOLD_SECONDS = 30.0  # how long a failed edge stays excluded from the answers
 STALE_RETRY_SECONDS = 5.0  # how long an expired answer is reused before asking a silent DNS again
@@ -38,6 +50,23 @@ class FetchError(PlayerError):
         super().__init__(message)
         self.url = url
         self.status = status
+
+
+class Abandoned(PlayerError):
+    """Raised when a `progress` callback gave up a download part-way (not retried, the edge is not blamed).
+
+    `received` is the bytes that arrived before it was dropped, `elapsed` the seconds since the request.
+    """
+
+    def __init__(self, *, url: str, received: int, elapsed: float) -> None:
+        super().__init__(f"GET {url} abandoned after {received} bytes in {elapsed:.3f} s")
+        self.url = url
+        self.received = received
+        self.elapsed = elapsed
+
+
+ProgressCallback = Callable[[int, float], bool]
+"""Called after each read with (bytes received in this attempt, seconds since the request); True abandons."""
 
 
 class _Retryable(Exception):
@@ -58,6 +87,7 @@ class ChunkFetch:
     failovers: int  # re-resolutions to another edge
     errors: tuple[str, ...] = ()  # what the failed attempts saw
     cache: str | None = None  # the edge's X-Cache header, when present
+    recent_bps: float | None = None  # bit/s over the last RECENT_SECONDS of the body (None: no body)
 
     @property
     def throughput_bps(self) -> float:
@@ -159,14 +189,21 @@ class Fetcher:
         self._client.close()
 
     def get(
-        self, url: str, *, byte_range: tuple[int, int] | None = None, expected_size: int | None = None
+        self,
+        url: str,
+        *,
+        byte_range: tuple[int, int] | None = None,
+        expected_size: int | None = None,
+        progress: ProgressCallback | None = None,
     ) -> ChunkFetch:
         """Fetch the whole body of `url` (optionally bytes first..last); raise FetchError or ResolveError.
 
         `expected_size` (e.g. from an earlier HEAD) is checked too: it catches a short body that came
-        without a Content-Length (a chunked answer cut short but terminated cleanly).
+        without a Content-Length (a chunked answer cut short but terminated cleanly). `progress` is
+        called after each read with (bytes so far in this attempt, seconds since its request); when it
+        returns True the connection is closed (never reused half-read) and Abandoned is raised.
         """
-        return self._get(url, byte_range, redirects=0, expected_size=expected_size)
+        return self._get(url, byte_range, redirects=0, expected_size=expected_size, progress=progress)
 
     def size(self, url: str) -> int | None:
         """The Content-Length of `url` from one HEAD request, or None when it cannot be had (no retries)."""
@@ -192,6 +229,7 @@ class Fetcher:
         *,
         redirects: int,
         expected_size: int | None = None,
+        progress: ProgressCallback | None = None,
     ) -> ChunkFetch:
         target = httpx.URL(url)
         errors: list[str] = []
@@ -205,7 +243,13 @@ class Fetcher:
                     self.sleep(self.backoff(attempt))
                 try:
                     got = self._once(
-                        target, ip, byte_range, errors=errors, failovers=failovers, redirects=redirects
+                        target,
+                        ip,
+                        byte_range,
+                        errors=errors,
+                        failovers=failovers,
+                        redirects=redirects,
+                        progress=progress,
                     )
                 except _Retryable as exc:
                     errors.append(f"{_edge(target, ip)}: {exc}")
@@ -227,6 +271,7 @@ class Fetcher:
         errors: list[str],
         failovers: int,
         redirects: int,
+        progress: ProgressCallback | None,
     ) -> ChunkFetch:
         headers = _headers(target, byte_range)
         extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
@@ -239,7 +284,7 @@ class Fetcher:
                 location = response.headers.get("location") if 300 <= status < 400 else None
                 if location is None:
                     _check_status(target, status)
-                    data = b"".join(response.iter_raw(READ_SIZE))
+                    data, marks = self._read_body(response, str(target), started, progress)
                 length = response.headers.get("content-length")
                 content_range = response.headers.get("content-range")
                 cache = response.headers.get("x-cache")
@@ -248,7 +293,7 @@ class Fetcher:
         except httpx.TransportError as exc:
             raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
         if location is not None:
-            return self._redirect(target, str(target.join(location)), byte_range, redirects)
+            return self._redirect(target, str(target.join(location)), byte_range, redirects, progress)
         finished = self.clock()
         if length is not None and (not length.isdigit() or int(length) != len(data)):
             raise _Retryable(f"short body: {len(data)} of {length} bytes (Content-Length); refetching")
@@ -268,14 +313,59 @@ class Fetcher:
             failovers=failovers,
             errors=tuple(errors),
             cache=cache,
+            recent_bps=recent_rate(marks, RECENT_SECONDS),
         )
 
+    def _read_body(
+        self, response: httpx.Response, url: str, started: float, progress: ProgressCallback | None
+    ) -> tuple[bytes, list[tuple[float, int]]]:
+        """The body and its read marks (clock time, bytes so far), from (started, 0); raise Abandoned."""
+        parts: list[bytes] = []
+        marks = [(started, 0)]
+        received = 0
+        for block in response.iter_raw(READ_SIZE):
+            parts.append(block)
+            received += len(block)
+            now = self.clock()
+            marks.append((now, received))
+            if progress is not None and progress(received, now - started):
+                response.close()  # a half-read connection cannot carry another request: it is dropped
+                raise Abandoned(url=url, received=received, elapsed=now - started)
+        return b"".join(parts), marks
+
     def _redirect(
-        self, target: httpx.URL, location: str, byte_range: tuple[int, int] | None, redirects: int
+        self,
+        target: httpx.URL,
+        location: str,
+        byte_range: tuple[int, int] | None,
+        redirects: int,
+        progress: ProgressCallback | None,
     ) -> ChunkFetch:
         if redirects >= MAX_REDIRECTS:
             raise FetchError(f"GET {target} redirected more than {MAX_REDIRECTS} times", url=str(target))
-        return self._get(location, byte_range, redirects=redirects + 1)
+        return self._get(location, byte_range, redirects=redirects + 1, progress=progress)
+
+
+def recent_rate(marks: Sequence[tuple[float, int]], window: float) -> float | None:
+    """Bit/s over the last `window` s of a download (or all of it when shorter), None when it took no time.
+
+    `marks` are (time, bytes received so far), ascending, the first at the request; between two
+    marks the bytes are taken to have arrived evenly.
+    """
+    if len(marks) < 2 or marks[-1][0] <= marks[0][0]:
+        return None
+    end, total = marks[-1]
+    start = max(end - window, marks[0][0])
+    before = _bytes_at(marks, start)
+    return (total - before) * 8 / (end - start)
+
+
+def _bytes_at(marks: Sequence[tuple[float, int]], when: float) -> float:
+    """Bytes received by `when`, interpolated between the marks around it."""
+    for (t0, b0), (t1, b1) in zip(marks, marks[1:], strict=False):
+        if t0 <= when <= t1:
+            return b0 if t1 == t0 else b0 + (b1 - b0) * (when - t0) / (t1 - t0)
+    return float(marks[-1][1])
 
 
 def _headers(target: httpx.URL, byte_range: tuple[int, int] | None) -> dict[str, str]:

@@ -24,6 +24,8 @@ def chunk_row(record: ChunkRecord, total: int) -> tuple[str, ...]:
     notes = []
     if record.retries:
         notes.append(f"{record.retries} retr{'y' if record.retries == 1 else 'ies'}")
+    if record.abandoned:
+        notes.append(f"{record.abandoned} abandoned ({record.wasted_bytes / 1e3:.0f} kB wasted)")
     if record.stall_seconds > 0:
         notes.append(f"stall {record.stall_seconds:.2f}s")
     return (

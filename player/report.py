@@ -37,10 +37,14 @@ class ChunkRecord:
     url: str
     sha256: str
     cache: str | None = None  # the edge's X-Cache header
+    abandoned: int = 0  # downloads of this chunk given up for a lower representation before this one
+    wasted_bytes: int = 0  # bytes received by those abandoned downloads
 
     def __post_init__(self) -> None:
         if self.index < 0 or self.bytes < 0 or self.download_seconds < 0:
             raise ValueError(f"chunk record {self.index}: negative index, size or time")
+        if self.abandoned < 0 or self.wasted_bytes < 0:
+            raise ValueError(f"chunk record {self.index}: negative abandoned count or wasted bytes")
 
 
 def report_document(

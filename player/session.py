@@ -5,10 +5,14 @@ but with real downloads through the CDN. Plan: fetch and parse the MPD; per peri
 adaptation set's ladder and segment lists (and one fixed audio representation, the highest, whose
 segments are fetched alongside the video chunk they overlap); before each request wait until the
 chunk fits under the buffer cap; fetch the init segment the first time a representation is used,
-then the chunk; record it. Caveats: the session clock is the wall clock × `speed`, so `--speed N`
-drains the buffer N times faster and every download counts N times longer in media time (the ABR
-sees throughput / N); chunk sizes for the ABR come from HEAD requests a few chunks ahead; a
-dynamic (live) MPD is played from the segments available when it was fetched, without refresh.
+then the chunk; record it. While a video chunk downloads, every `PROGRESS_SECONDS` of media time
+the ABR may abandon it for a lower representation (as in `player.simulate`): the partial body is
+dropped and the same chunk is fetched again lower, so only complete chunks are ever used. Caveats:
+the session clock is the wall clock × `speed`, so `--speed N` drains the buffer N times faster and
+every download counts N times longer in media time (the ABR sees throughput / N); chunk sizes for
+the ABR come from HEAD requests a few chunks ahead; a dynamic (live) MPD is played from the
+segments available when it was fetched, without refresh; the ABR only sees a download's progress
+when a read completes (64 KiB), so a link that stops dead is not abandoned until the read timeout.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from player.abr import DEFAULT_ABR, AbrAlgorithm, AbrContext, Observation, ThroughputSample, make_abr
+from player.abr.base import PROGRESS_SECONDS, Progress, abandon_choice
 from player.config import PlayerConfig
 from player.errors import ManifestError, PlayerError, SegmentIndexError
-from player.fetch import EdgePool, Fetcher
+from player.fetch import Abandoned, ChunkFetch, EdgePool, Fetcher
 from player.live import LiveView
 from player.mpd import Manifest, Period, Representation, parse_mpd
 from player.output import OutputRecorder
@@ -108,6 +113,50 @@ def build_track(
     if min(len(s) for s in lists) == 0:
         raise SessionError(f"period {period.id or period.start}: a video representation lists no segments")
     return Track(period=period, ladder=ladder, segments=lists, audio=audio, audio_segments=audio_segs)
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    """A video chunk that arrived whole: its representation, body and init, and what was given up first."""
+
+    index: int  # ladder index of the representation it came from
+    got: ChunkFetch
+    init: bytes
+    abandoned: int = 0
+    wasted: int = 0
+
+
+@dataclass
+class _Watch:
+    """The progress callback of one video download: shows it to the ABR every PROGRESS_SECONDS of media.
+
+    Elapsed time and buffer are in media seconds (wall × speed); `lower` is the ABR's choice when it
+    abandons. Nothing is asked at the lowest rung (there is nothing lower), as in the simulator.
+    """
+
+    loop: _Loop
+    ctx: AbrContext
+    state: Any
+    chunk: int
+    index: int
+    size: int
+    last: int | None
+    next_check: float = PROGRESS_SECONDS
+    lower: int | None = None
+
+    def __call__(self, received: int, seconds: float) -> bool:
+        """True to abandon the download after `received` bytes in `seconds` (wall clock)."""
+        elapsed = seconds * self.loop.speed
+        if self.index == 0 or elapsed < self.next_check:
+            return False
+        self.next_check = elapsed + PROGRESS_SECONDS
+        loop = self.loop
+        loop.playout = loop.playout.advance(max(loop.now(), loop.playout.clock))
+        progress = Progress(chunk_index=self.chunk, index=self.index, size=self.size, received=received,
+                            elapsed=elapsed, buffer_level=loop.playout.buffer,
+                            playing=loop.playout.started_at is not None, last_index=self.last)  # fmt: skip
+        self.lower = abandon_choice(loop.algorithm, self.ctx, self.state, progress)
+        return self.lower is not None
 
 
 @dataclass
@@ -199,45 +248,84 @@ class _Loop:
                 samples=tuple(self.samples[-SAMPLE_WINDOW:]),
                 sample_count=len(self.samples),
             )
-            decision = self.algorithm.choose(self.context(track, k, max_buffer), state, obs)
-            state, q = decision.state, decision.index
-            rep, seg = track.ladder[q], track.segments[q][k]
-            init = self.init_of(track.period, rep)
-            got = self.fetcher.get(seg.url, byte_range=seg.byte_range, expected_size=self.sizes.get(seg.url))
+            ctx = self.context(track, k, max_buffer)
+            decision = self.algorithm.choose(ctx, state, obs)
+            state = decision.state
+            fetched = self.fetch_video(track, ctx, state, k, decision.index, last)
+            q, got = fetched.index, fetched.got
+            seg = track.segments[q][k]
             audio_next = self.fetch_audio(track, audio_next, until=seg.start + seg.duration)
-            self.arrived(track, q, seg, got.data, init)
-            self.samples.append(ThroughputSample(len(got.data), max(got.download_seconds * self.speed, 1e-6)))
-            index = len(self.records)
-            record = ChunkRecord(
-                index=index,
-                number=seg.number,
-                representation=rep.id,
-                bitrate=rep.bandwidth,
-                duration=seg.duration,
-                bytes=len(got.data),
-                download_seconds=got.download_seconds,
-                throughput_bps=got.throughput_bps,
-                buffer_seconds=self.playout.buffer,
-                stall_seconds=self.playout.stall_for_chunk(index),
-                time=self.playout.clock,
-                edge=got.edge,
-                retries=got.retries,
-                failovers=got.failovers,
-                url=got.url,
-                sha256=hashlib.sha256(got.data).hexdigest(),
-                cache=got.cache,
-            )
-            self.records.append(record)
-            self.outcomes.append(ChunkOutcome(index, q, float(rep.bandwidth), record.stall_seconds))
-            self.view.update(record)
-            if got.retries:
-                self.view.note(
-                    f"chunk {index + 1}: {got.retries} failed attempts ({got.errors[-1]}); "
-                    f"served by {got.edge}"
-                )
+            self.arrived(track, q, seg, got.data, fetched.init)
+            self.samples.append(self.sample(got))
+            self.record(track, seg, fetched)
             last = q
         self.fetch_audio(track, audio_next, until=float("inf"))
         return state, last
+
+    def fetch_video(
+        self, track: Track, ctx: AbrContext, state: Any, k: int, q: int, last: int | None
+    ) -> _Fetched:
+        """Fetch chunk `k` at representation `q`, going lower each time the ABR abandons a download."""
+        abandoned = wasted = 0
+        while True:
+            rep, seg = track.ladder[q], track.segments[q][k]
+            init = self.init_of(track.period, rep)
+            size = self.size_of(seg) or int(ctx.chunk_size(q, k))
+            watch = _Watch(loop=self, ctx=ctx, state=state, chunk=k, index=q, size=size, last=last)
+            try:
+                got = self.fetcher.get(
+                    seg.url, byte_range=seg.byte_range, expected_size=self.sizes.get(seg.url), progress=watch
+                )
+            except Abandoned as exc:
+                if watch.lower is None:  # only `watch` abandons this download; anything else is a bug
+                    raise
+                abandoned, wasted = abandoned + 1, wasted + exc.received
+                self.view.note(
+                    f"chunk {len(self.records) + 1}: abandoned {rep.id} after {exc.elapsed:.2f} s at "
+                    f"{exc.received * 8 / max(exc.elapsed, 1e-6) / 1e6:.2f} Mbit/s, "
+                    f"refetching at {track.ladder[watch.lower].id}"
+                )
+                q = watch.lower
+                continue
+            return _Fetched(index=q, got=got, init=init, abandoned=abandoned, wasted=wasted)
+
+    def sample(self, got: ChunkFetch) -> ThroughputSample:
+        """The ABR's view of a download, in media time: seconds × speed, rates / speed."""
+        recent = None if got.recent_bps is None else got.recent_bps / self.speed
+        return ThroughputSample(len(got.data), max(got.download_seconds * self.speed, 1e-6), recent=recent)
+
+    def record(self, track: Track, seg: Segment, fetched: _Fetched) -> None:
+        """Keep the record of a chunk that arrived, score it and show it."""
+        rep, got = track.ladder[fetched.index], fetched.got
+        index = len(self.records)
+        record = ChunkRecord(
+            index=index,
+            number=seg.number,
+            representation=rep.id,
+            bitrate=rep.bandwidth,
+            duration=seg.duration,
+            bytes=len(got.data),
+            download_seconds=got.download_seconds,
+            throughput_bps=got.throughput_bps,
+            buffer_seconds=self.playout.buffer,
+            stall_seconds=self.playout.stall_for_chunk(index),
+            time=self.playout.clock,
+            edge=got.edge,
+            retries=got.retries,
+            failovers=got.failovers,
+            url=got.url,
+            sha256=hashlib.sha256(got.data).hexdigest(),
+            cache=got.cache,
+            abandoned=fetched.abandoned,
+            wasted_bytes=fetched.wasted,
+        )
+        self.records.append(record)
+        self.outcomes.append(ChunkOutcome(index, fetched.index, float(rep.bandwidth), record.stall_seconds))
+        self.view.update(record)
+        if got.retries:
+            self.view.note(
+                f"chunk {index + 1}: {got.retries} failed attempts ({got.errors[-1]}); served by {got.edge}"
+            )
 
     def arrived(self, track: Track, q: int, seg: Segment, data: bytes, init: bytes) -> None:
         """A video chunk is complete: into the buffer model and the output file."""
@@ -284,14 +372,19 @@ def play(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     wall: Callable[[], float] = time.time,
+    algorithm: AbrAlgorithm[Any] | None = None,
 ) -> SessionResult:
-    """Play the stream of `config.url` (a PlayerConfig) to the end; raise SessionError/FetchError."""
+    """Play the stream of `config.url` (a PlayerConfig) to the end; raise SessionError/FetchError.
+
+    `algorithm` replaces the one `config.abr` names (any object implementing the ABR interface).
+    """
     manifest = load_manifest(fetcher, config.url)
     load_sidx = _sidx_loader(fetcher)
     tracks = [t for p in manifest.periods if (t := build_track(manifest, p, now=wall(), sidx_of=load_sidx))]
     if not tracks:
         raise SessionError(f"the manifest at {config.url} has no video adaptation set to play")
-    algorithm = make_abr(config.abr or DEFAULT_ABR)
+    if algorithm is None:
+        algorithm = make_abr(config.abr or DEFAULT_ABR)
     playout_config = PlayoutConfig(startup_threshold=config.startup, max_buffer=config.max_buffer)
     t0 = clock()
     loop = _Loop(

@@ -24,6 +24,7 @@ from player.abr import (
     ThroughputSample,
     make_abr,
 )
+from player.abr.base import PROGRESS_SECONDS, RECENT_SECONDS, Progress, abandon_choice
 from player.errors import PlayerError
 from player.playout import Playout, PlayoutConfig
 from player.qoe import ChunkOutcome, QoeSummary, render_table, summarize
@@ -56,6 +57,8 @@ class ChunkRecord:
     throughput: float
     buffer_level: float
     stall: float
+    abandoned: int = 0  # downloads of this chunk abandoned for a lower representation
+    wasted: int = 0  # bytes received by those abandoned downloads
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,20 +94,54 @@ def simulate(
                           samples=tuple(samples[-SAMPLE_WINDOW:]), sample_count=len(samples))  # fmt: skip
         decision = algorithm.choose(ctx, state, obs)
         state, q = decision.state, decision.index
-        size = ctx.chunk_size(q, k)
-        elapsed = trace.download_time(clock, size, latency=latency)
-        requested, clock = clock, clock + elapsed
+        abandoned = wasted = 0
+        while True:
+            requested, size = clock, ctx.chunk_size(q, k)
+            finished = trace.finish_time(requested, size, latency=latency)
+            cut = _abandonment(trace, ctx, algorithm, state, buffer, k, q, last, requested, finished)
+            if cut is None:
+                break
+            clock, lower = cut
+            buffer = buffer.advance(clock)
+            abandoned, wasted = abandoned + 1, wasted + int(min(trace.bits_sent(requested, clock) / 8, size))
+            q = lower
+        elapsed, clock = finished - requested, finished
         buffer = buffer.add_chunk(clock, ctx.segment_duration)
-        samples.append(ThroughputSample(int(size), elapsed))
+        tail = min(RECENT_SECONDS, elapsed)
+        samples.append(
+            ThroughputSample(int(size), elapsed, recent=trace.bits_sent(finished - tail, finished) / tail)
+        )
         records.append(ChunkRecord(index=k, representation=q, bitrate=ctx.bitrates[q], size=int(size), requested_at=requested,
                                    wait=wait, download_time=elapsed, throughput=size * 8 / elapsed,
-                                   buffer_level=buffer.buffer, stall=buffer.stall_for_chunk(k)))  # fmt: skip
+                                   buffer_level=buffer.buffer, stall=buffer.stall_for_chunk(k), abandoned=abandoned,
+                                   wasted=wasted))  # fmt: skip
         last = q
     buffer = buffer.end_of_stream(clock)
     outcomes = [ChunkOutcome(r.index, r.representation, r.bitrate, r.stall) for r in records]
     summary = summarize(outcomes, stall_durations=[s.duration for s in buffer.stalls],
                         startup_delay=buffer.startup_delay, algorithm=getattr(algorithm, "name", None))  # fmt: skip
     return SimulationResult(tuple(records), summary)
+
+
+def _abandonment(
+    trace: Trace, ctx: AbrContext, algorithm: AbrAlgorithm[Any], state: Any, buffer: Playout, k: int, q: int,
+    last: int | None, requested: float, finished: float,
+) -> tuple[float, int] | None:  # fmt: skip
+    """(when, lower representation) if the ABR abandons the download of chunk k at q, checked every
+    PROGRESS_SECONDS while it runs; None when it runs to the end."""
+    if q == 0 or not hasattr(algorithm, "abandon"):
+        return None
+    size, now = ctx.chunk_size(q, k), requested + PROGRESS_SECONDS
+    while now < finished - 1e-9:
+        level = buffer.advance(now)
+        received = int(min(trace.bits_sent(requested, now) / 8, size))
+        progress = Progress(chunk_index=k, index=q, size=int(size), received=received, elapsed=now - requested,
+                            buffer_level=level.buffer, playing=level.started_at is not None, last_index=last)  # fmt: skip
+        lower = abandon_choice(algorithm, ctx, state, progress)
+        if lower is not None:
+            return now, lower
+        now += PROGRESS_SECONDS
+    return None
 
 
 # --- building the context (I/O) -----------------------------------------------------------------

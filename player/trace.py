@@ -69,6 +69,14 @@ class Trace:
             i += 1
         return self.starts[i] + (bits - self.cumulative[i]) / self.bandwidths[i]
 
+    def bits_sent(self, start: float, end: float) -> float:
+        """Bits the link carries between instants `start` and `end` (s, looping; latency not included)."""
+        return self._bits_by(end) - self._bits_by(start)
+
+    def _bits_by(self, when: float) -> float:
+        loops, local = divmod(when, self.period)
+        return loops * self.cumulative[-1] + self._bits_at(local)
+
     def latency_at(self, when: float) -> float:
         """The trace's latency in seconds at `when` (0 when the trace has none)."""
         if not self.latencies:

@@ -45,7 +45,14 @@ ALGORITHMS: dict[str, Callable[[], AbrAlgorithm[Any]]] = {
     "bola": Bola,
     "bola-e": lambda: Bola(enhanced=True, name="bola-e"),
     "dynamic": Dynamic,
-    "mpc": lambda: Mpc(initial_bitrate=DEFAULT_INITIAL_BITRATE),
+    "mpc": lambda: Mpc(
+        error_weight=0.3,
+        switch_weight=2.5,
+        buffer_target=12.0,
+        recent_weight=0.6,
+        abandon_after=0.5,
+        initial_bitrate=DEFAULT_INITIAL_BITRATE,
+    ),
     "mpc-classic": lambda: Mpc(
         window=5,
         error_weight=1.0,

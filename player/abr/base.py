@@ -14,23 +14,44 @@ from typing import Generic, Protocol, TypeVar
 
 from player.errors import AbrError
 
-__all__ = ["AbrAlgorithm", "AbrContext", "Decision", "Observation", "ThroughputSample", "highest_below"]
+__all__ = [
+    "PROGRESS_SECONDS",
+    "RECENT_SECONDS",
+    "AbrAlgorithm",
+    "AbrContext",
+    "Decision",
+    "Observation",
+    "Progress",
+    "ThroughputSample",
+    "abandon_choice",
+    "highest_below",
+]
 
 S = TypeVar("S")
+
+RECENT_SECONDS = 0.25  # a sample's `recent` rate is measured over the last this many seconds of its download
+PROGRESS_SECONDS = 0.5  # how often (media s) a download under way is shown to the ABR's abandonment rule
 
 
 @dataclass(frozen=True, slots=True)
 class ThroughputSample:
-    """One finished download: `size` bytes in `download_time` seconds (request sent → last byte)."""
+    """One finished download: `size` bytes in `download_time` seconds (request sent → last byte).
+
+    `recent` is the rate in bit/s over the last `RECENT_SECONDS` of the download (from its progress),
+    the freshest view of the link; None when the download was not watched as it arrived.
+    """
 
     size: int
     download_time: float
+    recent: float | None = None
 
     def __post_init__(self) -> None:
         if self.size < 0 or not self.download_time > 0:
             raise AbrError(
                 f"a throughput sample needs size >= 0 and download_time > 0, got {self.size}, {self.download_time}"
             )
+        if self.recent is not None and not self.recent >= 0:
+            raise AbrError(f"a sample's recent rate must be >= 0 bit/s, got {self.recent}")
 
     @property
     def bits_per_second(self) -> float:
@@ -104,6 +125,30 @@ class Observation:
         return self.samples[len(self.samples) - fresh :] if fresh > 0 else ()
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Progress:
+    """A chunk download under way: representation `index` of chunk `chunk_index`, `received` of `size` bytes.
+
+    `elapsed` is the seconds since the request; `buffer_level` the media buffered now (s); `playing`
+    whether playback has started (before it, a slow chunk delays the start but cannot stall);
+    `last_index` the representation of the previous chunk (None for the first).
+    """
+
+    chunk_index: int
+    index: int
+    size: int
+    received: int
+    elapsed: float
+    buffer_level: float
+    playing: bool
+    last_index: int | None = None
+
+    @property
+    def bits_per_second(self) -> float:
+        """The rate of this download so far in bit/s (0 before the first byte)."""
+        return self.received * 8 / self.elapsed if self.elapsed > 0 else 0.0
+
+
 @dataclass(frozen=True, slots=True)
 class Decision(Generic[S]):
     """The representation index chosen for the next chunk and the algorithm's next state."""
@@ -127,6 +172,20 @@ class AbrAlgorithm(Protocol[S]):
     def choose(self, ctx: AbrContext, state: S, obs: Observation) -> Decision[S]:
         """Choose the representation of chunk `obs.chunk_index`; never raises for valid inputs."""
         ...
+
+
+def abandon_choice(algorithm: AbrAlgorithm[S], ctx: AbrContext, state: S, progress: Progress) -> int | None:
+    """A lower representation to fetch chunk `progress.chunk_index` from instead, or None to go on.
+
+    Algorithms may define `abandon(ctx, state, progress) -> int | None` (like dash.js's
+    AbandonRequestsRule); for those that do not, a download is never abandoned. A choice that is not
+    lower than the one under way is ignored.
+    """
+    rule = getattr(algorithm, "abandon", None)
+    if rule is None:
+        return None
+    choice: int | None = rule(ctx, state, progress)
+    return choice if choice is not None and 0 <= choice < progress.index else None
 
 
 def highest_below(bitrates: Sequence[float], limit: float) -> int:

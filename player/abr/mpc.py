@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from player.abr.base import AbrContext, Decision, Observation, highest_below
+from player.abr.base import AbrContext, Decision, Observation, Progress, highest_below
 from player.qoe import REBUFFER_PENALTY
 
 __all__ = ["DEFAULT_INITIAL_BITRATE", "Mpc", "MpcState", "predict_throughput"]
@@ -51,13 +51,21 @@ def predict_throughput(
     robust: bool = True,
     error_weight: float = 1.0,
     error_window: int | None = None,
+    recent: float | None = None,
+    recent_weight: float = 0.0,
 ) -> float:
-    """Harmonic mean of the last `window` samples (bit/s), divided by 1 + w × the largest recent relative error."""
-    recent = samples[-window:]
-    harmonic = len(recent) / sum(1 / max(s, 1.0) for s in recent)
+    """Harmonic mean of the last `window` samples (bit/s), divided by 1 + w × the largest recent relative error.
+
+    With `recent` (the rate at the end of the last download) the mean is first blended with it:
+    (1 − `recent_weight`) × mean + `recent_weight` × recent.
+    """
+    last = samples[-window:]
+    estimate = len(last) / sum(1 / max(s, 1.0) for s in last)
+    if recent is not None and recent_weight:
+        estimate = (1 - recent_weight) * estimate + recent_weight * recent
     if not robust or not errors:
-        return harmonic
-    return harmonic / (1 + error_weight * max(errors[-(error_window or window) :]))
+        return estimate
+    return estimate / (1 + error_weight * max(errors[-(error_window or window) :]))
 
 
 @functools.cache
@@ -81,6 +89,8 @@ class Mpc:
     buffer_target: float = 10.0
     target_weight: float = 1.0
     initial_bitrate: float | None = None
+    recent_weight: float = 0.0
+    abandon_after: float | None = None
     name: str = "mpc"
 
     def initial_state(self, ctx: AbrContext) -> MpcState:
@@ -103,22 +113,51 @@ class Mpc:
             robust=self.robust,
             error_weight=self.error_weight,
             error_window=self.error_window,
+            recent=obs.samples[-1].recent,
+            recent_weight=self.recent_weight,
         )
         remaining = ctx.remaining(obs.chunk_index)
         horizon = self.horizon if remaining is None else max(1, min(self.horizon, remaining))
-        index = self._best_first(ctx, obs, estimate, horizon)
-        kept = tuple(p for p in state.predictions if p[0] != obs.total_samples)[-2 * self.window :]
+        index = self._best_first(ctx, obs.chunk_index, obs.buffer_level, obs.last_index, estimate, horizon)
+        keep = max(2 * self.window, self.error_window or 0)
+        kept = tuple(p for p in state.predictions if p[0] != obs.total_samples)[-keep:]
         return Decision(index, MpcState((*kept, (obs.total_samples, estimate))))
 
-    def _best_first(self, ctx: AbrContext, obs: Observation, estimate: float, horizon: int) -> int:
+    def abandon(self, ctx: AbrContext, state: MpcState, progress: Progress) -> int | None:
+        """A lower rung when the chunk under way would stall at its current rate and a lower one would not.
+
+        Like dash.js's AbandonRequestsRule: once `abandon_after` s have passed and playback runs, if
+        the rest of the chunk at the rate seen so far takes longer than the buffer lasts, plan again
+        from now at that rate; abandon when the plan starts lower and that chunk, fetched from
+        scratch, would arrive sooner than the rest of this one.
+        """
+        if not self.abandon_after or progress.elapsed < self.abandon_after or not progress.playing:
+            return None
+        rate = max(progress.bits_per_second, 1.0)
+        rest = (progress.size - progress.received) * 8 / rate
+        if rest <= progress.buffer_level:
+            return None
+        remaining = ctx.remaining(progress.chunk_index)
+        horizon = self.horizon if remaining is None else max(1, min(self.horizon, remaining))
+        choice = self._best_first(
+            ctx, progress.chunk_index, progress.buffer_level, progress.last_index, rate, horizon
+        )
+        if choice < progress.index and ctx.chunk_size(choice, progress.chunk_index) * 8 / rate < rest:
+            return choice
+        return None
+
+    def _best_first(
+        self, ctx: AbrContext, chunk: int, buffer_level: float, last_index: int | None, estimate: float,
+        horizon: int,
+    ) -> int:  # fmt: skip
         """First index of the plan with the best QoE_lin when throughput is `estimate` (bit/s)."""
         plans = _plans(len(ctx.bitrates), horizon)
-        chunks = [obs.chunk_index + j for j in range(horizon)]
+        chunks = [chunk + j for j in range(horizon)]
         sizes = np.array([[ctx.chunk_size(q, k) for k in chunks] for q in range(len(ctx.bitrates))])
         mbps = np.array(ctx.bitrates) / 1e6
-        buffer = np.full(len(plans), obs.buffer_level)
+        buffer = np.full(len(plans), buffer_level)
         reward = np.zeros(len(plans))
-        last = mbps[obs.last_index] if obs.last_index is not None else None
+        last = mbps[last_index] if last_index is not None else None
         for j in range(horizon):
             q = plans[:, j]
             download = sizes[q, j] * 8 / estimate
@@ -129,7 +168,7 @@ class Mpc:
                 reward -= self.switch_weight * np.abs(mbps[q] - mbps[plans[:, j - 1]])
             elif last is not None:
                 reward -= self.switch_weight * np.abs(mbps[q] - last)
-        remaining = ctx.remaining(obs.chunk_index)
+        remaining = ctx.remaining(chunk)
         if remaining is None or remaining > horizon:
             # Terminal soft constraint: end the plan with `buffer_target` s buffered (a plan may not
             # spend the whole buffer on bitrate just because its horizon stops), unless the video ends.

@@ -30,9 +30,9 @@ import pytest
 
 from cdn.hostport import HostPort
 from player.config import PlayerConfig
-from player.fetch import ChunkFetch, EdgePool, Fetcher
+from player.fetch import ChunkFetch, EdgePool, Fetcher, ProgressCallback
 from player.resolve import Resolver
-from player.session import play
+from player.session import SessionResult, play
 from tests.conftest import free_port
 from tests.player.netfixtures import DnsResponder, FaultyHTTPServer
 from tests.player.throttle import ThrottleProxy
@@ -134,7 +134,12 @@ class TimedFetcher(Fetcher):
         self._drop = drop
 
     def get(
-        self, url: str, *, byte_range: tuple[int, int] | None = None, expected_size: int | None = None
+        self,
+        url: str,
+        *,
+        byte_range: tuple[int, int] | None = None,
+        expected_size: int | None = None,
+        progress: ProgressCallback | None = None,
     ) -> ChunkFetch:
         rep = _video_rendition(url)
         if rep is not None:
@@ -142,7 +147,7 @@ class TimedFetcher(Fetcher):
                 self._drop()
                 self.dropped_at = time.monotonic()
             self.video.append(rep)
-        got = super().get(url, byte_range=byte_range, expected_size=expected_size)
+        got = super().get(url, byte_range=byte_range, expected_size=expected_size, progress=progress)
         self.finished[got.url] = time.monotonic()
         return got
 
@@ -153,17 +158,22 @@ def _video_rendition(url: str) -> str | None:
     return match.group(1) if match and match.group(1) in (TOP, BOTTOM) else None
 
 
-@pytest.mark.slow
-def test_switches_down_after_the_drop_without_stalling(long_store: Path, edge_port: int) -> None:
+def _play_with_a_drop(edge_port: int, after_bps: float) -> tuple[SessionResult, TimedFetcher, int]:
+    """Play through a proxy at BEFORE_BPS that drops to `after_bps` after two top chunks in a row."""
     with ThrottleProxy(("127.0.0.1", edge_port), rate_bps=BEFORE_BPS) as proxy, \
             DnsResponder({"video.cdn.test": [("A", "127.0.0.1")]}) as dns:  # fmt: skip
         config = PlayerConfig(url=f"http://video.cdn.test:{proxy.port}/videos/demo/manifest.mpd",
                               dns=HostPort("127.0.0.1", dns.port), speed=SPEED, quiet=True,
                               max_buffer=MAX_BUFFER, startup=4)  # fmt: skip
         with TimedFetcher(EdgePool(Resolver(server=config.dns)), timeout=10,
-                          drop=lambda: proxy.set_rate(AFTER_BPS)) as fetcher:  # fmt: skip
-            result = play(config, fetcher)
-        dropped_at = fetcher.dropped_at
+                          drop=lambda: proxy.set_rate(after_bps)) as fetcher:  # fmt: skip
+            return play(config, fetcher), fetcher, proxy.port
+
+
+@pytest.mark.slow
+def test_switches_down_after_the_drop_without_stalling(long_store: Path, edge_port: int) -> None:
+    result, fetcher, port = _play_with_a_drop(edge_port, AFTER_BPS)
+    dropped_at = fetcher.dropped_at
     records = result.records
     reps = [r.representation for r in records]
     assert dropped_at is not None, f"never two top chunks in a row, the link never dropped: {reps}"
@@ -177,7 +187,7 @@ def test_switches_down_after_the_drop_without_stalling(long_store: Path, edge_po
     for r in records:  # byte-identical to the origin's files
         name = r.url.rsplit("/", 1)[1]
         assert r.sha256 == hashlib.sha256((long_store / "demo" / name).read_bytes()).hexdigest(), name
-    assert all(r.edge == f"127.0.0.1:{proxy.port}" for r in records)
+    assert all(r.edge == f"127.0.0.1:{port}" for r in records)
 
 
 def test_too_slow_a_link_stalls_and_the_stalls_are_counted(packaged_store: Path) -> None:
@@ -193,3 +203,25 @@ def test_too_slow_a_link_stalls_and_the_stalls_are_counted(packaged_store: Path)
     assert result.summary.stall_time == pytest.approx(sum(r.stall_seconds for r in result.records))
     assert result.summary.qoe_total < sum(r.bitrate / 1e6 for r in result.records)  # stalls cost QoE
     assert all(r.representation == result.records[-1].representation for r in result.records[1:])
+
+
+@pytest.mark.slow
+def test_the_default_mpc_abandons_a_top_chunk_when_the_link_drops_hard(
+    long_store: Path, edge_port: int
+) -> None:
+    """A drop to a third of AFTER_BPS while a top chunk downloads: it would stall, so MPC gives it up
+    for the bottom rendition part-way (its bytes wasted) and plays on; only whole chunks are used."""
+    result, _fetcher, _port = _play_with_a_drop(edge_port, AFTER_BPS / 3)
+    records = result.records
+    assert len(records) == 15
+    cut = [r for r in records if r.abandoned]
+    assert cut, f"nothing abandoned: {[r.representation for r in records]}"
+    assert all(r.representation == BOTTOM for r in cut)
+    for r in cut:
+        top_size = (
+            (long_store / "demo" / r.url.rsplit("/", 1)[1].replace(f"-{BOTTOM}-", f"-{TOP}-")).stat().st_size
+        )
+        assert 0 < r.wasted_bytes < top_size * r.abandoned
+    for r in records:  # byte-identical to the origin's files
+        name = r.url.rsplit("/", 1)[1]
+        assert r.sha256 == hashlib.sha256((long_store / "demo" / name).read_bytes()).hexdigest(), name

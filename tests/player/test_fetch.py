@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from cdn.hostport import HostPort
-from player.fetch import STALE_RETRY_SECONDS, EdgePool, Fetcher, FetchError
+from player.fetch import READ_SIZE, STALE_RETRY_SECONDS, Abandoned, EdgePool, Fetcher, FetchError, recent_rate
 from player.resolve import Resolution, ResolveError, Resolver
 from tests.player.netfixtures import DnsResponder, FaultyHTTPServer
+from tests.player.throttle import ThrottleProxy
 
 BODY = bytes(range(256)) * 400  # 100 KiB
 
@@ -247,3 +248,73 @@ def test_redirect_is_followed_through_the_resolver(edges: tuple[FaultyHTTPServer
     assert got.data == BODY
     assert got.edge == f"127.0.0.3:{b.port}"
     assert [p for p, _h, _peer in b.requests] == ["/videos/demo/chunk-1.m4s"]
+
+
+def test_a_progress_callback_abandons_the_download_without_a_retry(
+    edges: tuple[FaultyHTTPServer, FaultyHTTPServer],
+) -> None:
+    a, _b = edges
+    seen: list[tuple[int, float]] = []
+
+    def give_up(received: int, seconds: float) -> bool:
+        seen.append((received, seconds))
+        return received >= READ_SIZE
+
+    sleeps = Sleeps()
+    with DnsResponder({"video.cdn.test": [("A", "127.0.0.2")]}) as dns, make_fetcher(dns, sleeps=sleeps) as f:
+        with pytest.raises(Abandoned) as info:
+            f.get(url(a), progress=give_up)
+        assert (info.value.url, info.value.received) == (url(a), READ_SIZE)
+        assert info.value.elapsed == seen[-1][1] > 0
+        assert len(a.requests) == 1  # not retried...
+        assert sleeps == []
+        got = f.get(url(a))  # ...and the Fetcher (and the edge) still work: the half-read connection is gone
+        assert got.data == BODY
+        assert (got.retries, got.failovers) == (0, 0)
+        assert f.get(url(a, "chunk-2.m4s")).edge == f"127.0.0.2:{a.port}"  # the edge was not marked failed
+    assert len(dns.queries) == 2  # one resolution (A + AAAA): no failover
+    assert len(a.requests) == 3
+
+
+def test_a_progress_callback_sees_every_read_and_may_let_it_finish(
+    edges: tuple[FaultyHTTPServer, FaultyHTTPServer],
+) -> None:
+    a, _b = edges
+    seen: list[tuple[int, float]] = []
+
+    def watch(received: int, seconds: float) -> bool:
+        seen.append((received, seconds))
+        return False
+
+    with DnsResponder({"video.cdn.test": [("A", "127.0.0.2")]}) as dns, make_fetcher(dns) as f:
+        got = f.get(url(a), progress=watch)
+    assert got.data == BODY
+    assert [n for n, _t in seen] == [READ_SIZE, len(BODY)]
+    assert seen[0][1] <= seen[1][1] <= got.download_seconds
+
+
+def test_recent_rate_of_a_throttled_download_matches_the_link(tmp_path: Path) -> None:
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "big.m4s").write_bytes(b"x" * 400_000)
+    with FaultyHTTPServer(tmp_path) as origin, \
+            ThrottleProxy(("127.0.0.1", origin.port), rate_bps=8e6) as proxy, \
+            DnsResponder({"video.cdn.test": [("A", "127.0.0.1")]}) as dns, make_fetcher(dns) as f:  # fmt: skip
+        got = f.get(f"http://video.cdn.test:{proxy.port}/videos/demo/big.m4s")
+    assert got.download_seconds >= 0.39  # 400 kB at 8 Mbit/s: pacing is a lower bound
+    assert got.recent_bps is not None
+    assert 4e6 < got.recent_bps < 12e6, got.recent_bps
+
+
+@pytest.mark.parametrize(
+    ("marks", "window", "expected"),
+    [
+        ([(0.0, 0), (1.0, 1000)], 0.25, 8000.0),  # even arrival: the mean rate
+        ([(0.0, 0), (1.0, 1000), (1.5, 1000), (2.0, 2000)], 0.25, 16000.0),  # the last half second only
+        ([(0.0, 0), (1.0, 1000), (2.0, 2000)], 1.5, 8000.0),  # interpolated inside the first interval
+        ([(0.0, 0), (0.1, 500)], 0.25, 40000.0),  # shorter than the window: the whole download
+        ([(0.0, 0)], 0.25, None),  # no body
+        ([(1.0, 0), (1.0, 10)], 0.25, None),  # no time
+    ],
+)
+def test_recent_rate(marks: list[tuple[float, int]], window: float, expected: float | None) -> None:
+    assert recent_rate(marks, window) == (None if expected is None else pytest.approx(expected))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -55,8 +56,11 @@ def test_report_document_has_summary_and_one_record_per_chunk(tmp_path: Path) ->
         "buffer_seconds",
         "edge",
         "retries",
+        "abandoned",
+        "wasted_bytes",
     ):
         assert key in second
+    assert (second["abandoned"], second["wasted_bytes"]) == (0, 0)
     assert (second["bitrate"], second["retries"], second["edge"]) == (200_000, 2, "127.0.0.2:8080")
 
 
@@ -78,6 +82,16 @@ def test_chunk_row_shows_bitrate_throughput_buffer_edge() -> None:
     row = chunk_row(record(3, retries=1, stall=0.25), total=10)
     assert row[:5] == ("4/10", "r400000 400k", "1.60 Mbit/s", "6.0 s", "127.0.0.2:8080 HIT")
     assert row[5] == "1 retry, stall 0.25s"
+
+
+def test_chunk_row_notes_abandoned_downloads() -> None:
+    row = chunk_row(replace(record(1), abandoned=1, wasted_bytes=65_536), total=3)
+    assert row[5] == "1 abandoned (66 kB wasted)"
+
+
+def test_a_record_refuses_negative_abandonment() -> None:
+    with pytest.raises(ValueError, match="abandoned"):
+        replace(record(0), wasted_bytes=-1)
 
 
 def test_live_view_is_silent_when_not_a_terminal() -> None:

@@ -6,18 +6,23 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from cdn.hostport import HostPort
+from player.abr import AbrContext, Decision, Observation
+from player.abr.base import Progress
 from player.cli import main
 from player.config import PlayerConfig
 from player.fetch import EdgePool, Fetcher
 from player.output import verify_decodes
+from player.report import report_document, write_report
 from player.resolve import Resolver
 from player.session import SessionResult, play
 from tests.player.netfixtures import DnsResponder, Faults, FaultyHTTPServer
+from tests.player.throttle import ThrottleProxy
 
 HOST = "video.cdn.test"
 
@@ -311,3 +316,55 @@ def test_nominal_chunk_sizes_send_no_head_requests(edge: FaultyHTTPServer, dns: 
                  "--chunk-sizes", "nominal"])  # fmt: skip
     assert code == 0
     assert edge.heads == []
+
+
+@dataclass(frozen=True, slots=True)
+class TopButAbandonChunk2:
+    """A real (if single-minded) ABR: always the top rendition, but chunk 2's download is given up
+    for the lowest as soon as the ABR is shown its progress."""
+
+    name: str = "top-but-abandon"
+
+    def initial_state(self, ctx: AbrContext) -> None:
+        return None
+
+    def choose(self, ctx: AbrContext, state: None, obs: Observation) -> Decision[None]:
+        return Decision(len(ctx.bitrates) - 1, state)
+
+    def abandon(self, ctx: AbrContext, state: None, progress: Progress) -> int | None:
+        return 0 if progress.chunk_index == 1 else None
+
+
+def test_an_abandoned_download_is_refetched_lower_and_only_the_whole_chunk_is_used(
+    store: Path, edge: FaultyHTTPServer, dns: DnsResponder, tmp_path: Path
+) -> None:
+    top, low = "0", "1"  # rendition ids: 400k, 200k
+    # 4 Mbit/s at 10x speed: the first 64 KiB read of chunk 2 takes ~1.3 media s, past PROGRESS_SECONDS
+    with ThrottleProxy((edge.host, edge.port), rate_bps=4e6) as proxy:
+        config = PlayerConfig(url=f"http://{HOST}:{proxy.port}/videos/demo/manifest.mpd",
+                              dns=HostPort("127.0.0.1", dns.port), speed=10, quiet=True, max_buffer=8, startup=2)  # fmt: skip
+        dns.records[HOST] = [("A", "127.0.0.1")]
+        with Fetcher(EdgePool(Resolver(server=config.dns, timeout=2)), timeout=5) as fetcher:
+            result = play(config, fetcher, algorithm=TopButAbandonChunk2())
+    records = result.records
+    assert [r.representation for r in records] == [top, low, top]
+    assert [r.abandoned for r in records] == [0, 1, 0]
+    top_chunk_2 = (store / "demo" / f"chunk-{top}-00002.m4s").stat().st_size
+    assert 0 < records[1].wasted_bytes < top_chunk_2  # dropped part-way
+    assert [r.wasted_bytes for r in records[::2]] == [0, 0]
+    assert records[1].retries == 0
+    same_as_store(result, store)  # the chunk used is the whole lower one
+    assert result.summary.chunks == 3
+    paths = [p for p, _h, _peer in edge.requests]
+    assert paths.count(f"/videos/demo/chunk-{top}-00002.m4s") == 1  # abandoned, not retried
+    assert f"/videos/demo/init-{low}.m4s" in paths  # the lower rendition's init came with it
+    doc = report_document(
+        url="u", abr=result.abr, speed=10, summary=result.summary.to_dict(), records=records
+    )
+    back = json.loads(write_report(tmp_path / "r.json", doc).read_text())
+    assert [(c["abandoned"], c["wasted_bytes"] > 0) for c in back["chunks"]] == [
+        (0, False),
+        (1, True),
+        (0, False),
+    ]
+    assert back["abr"] == "top-but-abandon"
