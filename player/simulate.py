@@ -97,20 +97,19 @@ def simulate(
         abandoned = wasted = 0
         while True:
             requested, size = clock, ctx.chunk_size(q, k)
+            begin = requested + (trace.latency_at(requested) if latency is None else latency)  # first byte
             finished = trace.finish_time(requested, size, latency=latency)
-            cut = _abandonment(trace, ctx, algorithm, state, buffer, k, q, last, requested, finished)
+            cut = _abandonment(trace, ctx, algorithm, state, buffer, k, q, last, requested, begin, finished)
             if cut is None:
                 break
-            clock, lower = cut
+            clock, q, received = cut
             buffer = buffer.advance(clock)
-            abandoned, wasted = abandoned + 1, wasted + int(min(trace.bits_sent(requested, clock) / 8, size))
-            q = lower
+            abandoned, wasted = abandoned + 1, wasted + received
         elapsed, clock = finished - requested, finished
         buffer = buffer.add_chunk(clock, ctx.segment_duration)
-        tail = min(RECENT_SECONDS, elapsed)
-        samples.append(
-            ThroughputSample(int(size), elapsed, recent=trace.bits_sent(finished - tail, finished) / tail)
-        )
+        tail = min(RECENT_SECONDS, finished - begin)
+        recent = trace.bits_sent(finished - tail, finished) / tail if tail > 0 else None
+        samples.append(ThroughputSample(int(size), elapsed, recent=recent))
         records.append(ChunkRecord(index=k, representation=q, bitrate=ctx.bitrates[q], size=int(size), requested_at=requested,
                                    wait=wait, download_time=elapsed, throughput=size * 8 / elapsed,
                                    buffer_level=buffer.buffer, stall=buffer.stall_for_chunk(k), abandoned=abandoned,
@@ -125,21 +124,21 @@ def simulate(
 
 def _abandonment(
     trace: Trace, ctx: AbrContext, algorithm: AbrAlgorithm[Any], state: Any, buffer: Playout, k: int, q: int,
-    last: int | None, requested: float, finished: float,
-) -> tuple[float, int] | None:  # fmt: skip
-    """(when, lower representation) if the ABR abandons the download of chunk k at q, checked every
-    PROGRESS_SECONDS while it runs; None when it runs to the end."""
+    last: int | None, requested: float, begin: float, finished: float,
+) -> tuple[float, int, int] | None:  # fmt: skip
+    """(when, lower representation, bytes received) if the ABR abandons the download of chunk k at q,
+    checked every PROGRESS_SECONDS while it runs (bytes flow from `begin`); None when it runs to the end."""
     if q == 0 or not hasattr(algorithm, "abandon"):
         return None
     size, now = ctx.chunk_size(q, k), requested + PROGRESS_SECONDS
     while now < finished - 1e-9:
         level = buffer.advance(now)
-        received = int(min(trace.bits_sent(requested, now) / 8, size))
+        received = int(min(trace.bits_sent(begin, max(now, begin)) / 8, size))
         progress = Progress(chunk_index=k, index=q, size=int(size), received=received, elapsed=now - requested,
                             buffer_level=level.buffer, playing=level.started_at is not None, last_index=last)  # fmt: skip
         lower = abandon_choice(algorithm, ctx, state, progress)
         if lower is not None:
-            return now, lower
+            return now, lower, received
         now += PROGRESS_SECONDS
     return None
 

@@ -116,9 +116,7 @@ class Mpc:
             recent=obs.samples[-1].recent,
             recent_weight=self.recent_weight,
         )
-        remaining = ctx.remaining(obs.chunk_index)
-        horizon = self.horizon if remaining is None else max(1, min(self.horizon, remaining))
-        index = self._best_first(ctx, obs.chunk_index, obs.buffer_level, obs.last_index, estimate, horizon)
+        index = self._best_first(ctx, obs.chunk_index, obs.buffer_level, obs.last_index, estimate)
         keep = max(2 * self.window, self.error_window or 0)
         kept = tuple(p for p in state.predictions if p[0] != obs.total_samples)[-keep:]
         return Decision(index, MpcState((*kept, (obs.total_samples, estimate))))
@@ -137,20 +135,17 @@ class Mpc:
         rest = (progress.size - progress.received) * 8 / rate
         if rest <= progress.buffer_level:
             return None
-        remaining = ctx.remaining(progress.chunk_index)
-        horizon = self.horizon if remaining is None else max(1, min(self.horizon, remaining))
-        choice = self._best_first(
-            ctx, progress.chunk_index, progress.buffer_level, progress.last_index, rate, horizon
-        )
+        choice = self._best_first(ctx, progress.chunk_index, progress.buffer_level, progress.last_index, rate)
         if choice < progress.index and ctx.chunk_size(choice, progress.chunk_index) * 8 / rate < rest:
             return choice
         return None
 
     def _best_first(
-        self, ctx: AbrContext, chunk: int, buffer_level: float, last_index: int | None, estimate: float,
-        horizon: int,
-    ) -> int:  # fmt: skip
+        self, ctx: AbrContext, chunk: int, buffer_level: float, last_index: int | None, estimate: float
+    ) -> int:
         """First index of the plan with the best QoE_lin when throughput is `estimate` (bit/s)."""
+        remaining = ctx.remaining(chunk)
+        horizon = self.horizon if remaining is None else max(1, min(self.horizon, remaining))
         plans = _plans(len(ctx.bitrates), horizon)
         chunks = [chunk + j for j in range(horizon)]
         sizes = np.array([[ctx.chunk_size(q, k) for k in chunks] for q in range(len(ctx.bitrates))])
@@ -168,7 +163,6 @@ class Mpc:
                 reward -= self.switch_weight * np.abs(mbps[q] - mbps[plans[:, j - 1]])
             elif last is not None:
                 reward -= self.switch_weight * np.abs(mbps[q] - last)
-        remaining = ctx.remaining(chunk)
         if remaining is None or remaining > horizon:
             # Terminal soft constraint: end the plan with `buffer_target` s buffered (a plan may not
             # spend the whole buffer on bitrate just because its horizon stops), unless the video ends.
