@@ -7,6 +7,8 @@ conditional GET refreshed the stale entry), or FAILED (no usable response). Read
 for the next ones: no polling and no lock timeout. The fill runs in its own task, so it finishes
 and commits even if every client has left; if the upstream breaks mid-body, every reader gets
 the UpstreamError (the server then aborts their connections) and nothing is stored.
+`Filler.probe` is the exception to "one exchange fills": a HEAD upstream for a client's HEAD miss,
+answered as a `Probe` and never stored nor shared.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from edge.errors import StoreError, UpstreamBrokenError, UpstreamError
 from edge.store import Entry, Store, checksum
 from edge.upstream import UpstreamChain, UpstreamResponse
 
-__all__ = ["Fill", "FillOutcome", "Filler", "FillStats", "stored_headers"]
+__all__ = ["Fill", "FillOutcome", "Filler", "FillStats", "Probe", "stored_headers"]
 
 log = logging.getLogger("edge.fill")
 
@@ -46,6 +48,21 @@ class FillOutcome(enum.Enum):
 def stored_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """End-to-end headers worth keeping from an upstream response."""
     return [(k, v) for k, v in headers if k.lower() not in _DROP]
+
+
+def _content_length(value: str | None) -> int | None:
+    """A Content-Length value as bytes; None when absent or not a plain number."""
+    return int(value) if value is not None and value.strip().isdigit() else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Probe:
+    """The upstream's answer to a HEAD: the head a GET would get, without its body."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]  # end-to-end headers, a Date included
+    length: int | None  # the Content-Length the upstream announced, if any
+    age: float  # seconds: the upstream's Age plus the round trip (RFC 9111 §4.2.3)
 
 
 class Fill:
@@ -83,7 +100,7 @@ class Fill:
     ) -> None:
         """The upstream head is in (`length`: its Content-Length, if any): readers may stream."""
         self.status, self.headers, self.freshness = status, headers, freshness
-        self.length = int(length) if length is not None and length.strip().isdigit() else None
+        self.length = _content_length(length)
         self._resolve(FillOutcome.STREAM)
 
     def feed(self, chunk: bytes) -> None:
@@ -188,6 +205,31 @@ class Filler:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return fill
+
+    async def probe(self, key: str) -> Probe:
+        """HEAD `key` upstream for a client's HEAD miss: no fill starts and nothing is stored.
+
+        Players learn chunk sizes with HEAD across every representation; filling on HEAD would
+        fetch and cache renditions nobody watches. Raise UpstreamError (counted as a failure).
+        """
+        request_time = self.clock()
+        try:
+            # the request a cold fill sends (no stale entry, so no validators), as HEAD
+            resp = await self.upstream.start(key, _conditional_headers(None), method="HEAD")
+            response_time = self.clock()
+            await resp.finished()
+        except UpstreamError:
+            self.stats.failures += 1
+            raise
+        headers = stored_headers(resp.header_list)
+        if "date" not in resp.headers:
+            headers.append(("Date", format_http_date(response_time)))
+        return Probe(
+            status=resp.status,
+            headers=tuple(headers),
+            length=_content_length(resp.headers.get("content-length")),
+            age=initial_age(resp.headers, request_time=request_time, response_time=response_time),
+        )
 
     def purge(self, match: Callable[[str], bool]) -> None:
         """Mark in-flight fills whose key matches so that they are not committed."""

@@ -3,7 +3,7 @@
 Heads of cached entries are rendered once per (entry, X-Cache value) and kept on the entry, with
 the stored response's Date (RFC 9110 §6.6.1); only the Age line is produced per response. Streaming a fill writes each chunk as it
 arrives and, if the upstream breaks, aborts the client's connection so that a truncated body can
-never pass for a complete one.
+never pass for a complete one. A HEAD miss is answered from the upstream's HEAD (`send_probe`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from edge.ranges import ByteRange, content_range, parse_range
 from edge.store import Entry
 
 if TYPE_CHECKING:
-    from edge.fill import Fill
+    from edge.fill import Fill, Probe
     from edge.server import EdgeServer
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "not_modified",
     "render_entry",
     "send_416",
+    "send_probe",
     "send_simple",
     "serve_entry",
     "stream_fill",
@@ -196,6 +197,31 @@ def send_simple(
     head = render_head(status, headers) + _tail(None, keep_alive)
     conn.write(head if req.method == "HEAD" else head + body)
     conn.finish(keep_alive)
+
+
+def send_probe(
+    server: EdgeServer, conn: HttpConnection, req: Request, probe: Probe, status: CacheStatus
+) -> None:
+    """Answer a HEAD from the upstream's HEAD: the head a GET from a fill would get (304, 206, 416 too)."""
+    headers, length = list(probe.headers), probe.length
+    age = int(max(0.0, probe.age))
+    if probe.status == 200 and not_modified(req.headers, headers):
+        _send_304(server, conn, req, headers, status, age)
+        return
+    rng = None
+    if probe.status == 200 and length is not None and "range" in req.headers:
+        try:
+            rng = _range_for(req, headers, length)
+        except RangeNotSatisfiable as exc:
+            send_416(server, conn, req, length, status, str(exc))
+            return
+    if rng is not None:
+        headers += [("Content-Range", content_range(rng, length or 0)), ("Content-Length", str(rng.length))]
+    elif length is not None:
+        headers += [("Accept-Ranges", "bytes"), ("Content-Length", str(length))]
+    head = render_head(206 if rng else probe.status, headers + _common(server, status))
+    conn.write(head + _tail(age, req.keep_alive, date=False))  # the probe's headers carry a Date
+    conn.finish(req.keep_alive)
 
 
 async def stream_fill(

@@ -4,6 +4,8 @@
 `Handler` the connections call. A fresh hit in the memory tier is answered synchronously
 (`try_fast`): a cached head (with the stored Date), the Age line, then the body in one `transport.write`.
 Everything else (disk reads, misses, revalidation, stale-on-error, admin) runs in `handle`.
+A HEAD for a key with nothing cached and nothing in flight is forwarded upstream as a HEAD and
+never fills: players probe the sizes of chunks they may never fetch.
 """
 
 from __future__ import annotations
@@ -192,8 +194,21 @@ class EdgeServer:
             if await self._from_entry(conn, req, entry):
                 return
             entry = self.store.lookup(key)  # a corrupt body may have removed it
+        if entry is None and req.method == "HEAD" and key not in self.filler.fills:
+            await self._probe(conn, req, key)
+            return
         fill, created = self.filler.get_or_start(key, stale=entry)
         await self._from_fill(conn, req, fill, created, entry)
+
+    async def _probe(self, conn: HttpConnection, req: Request, key: str) -> None:
+        """A HEAD miss: relay the upstream's HEAD (X-Cache MISS, 0 bytes); no fill, nothing stored."""
+        try:
+            probe = await self.filler.probe(key)
+        except UpstreamError as exc:
+            self._send_error(conn, req, exc.status, f"upstream failed: {exc}", [("X-Cache", "MISS")])
+            return
+        responses.send_probe(self, conn, req, probe, "MISS")
+        self.metrics.served("MISS", 0, time.perf_counter() - req.started)
 
     async def _from_entry(self, conn: HttpConnection, req: Request, entry: Entry) -> bool:
         """Serve a FRESH or stale-while-revalidate entry; False when it must be revalidated or refetched."""

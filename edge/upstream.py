@@ -1,9 +1,9 @@
 """A minimal pooled HTTP/1.1 client for the origin and the parent edge, on the server's own loop.
 
-`UpstreamPool.start(path, headers)` sends a GET on a kept-alive connection and returns as soon as
-the status line and headers are in (`UpstreamResponse`); `response.stream(on_body)` then hands
-every body chunk to a callback the moment it arrives, and `await response.finished()` completes
-when the message does, or raises if the connection broke mid-body. No task or queue per chunk:
+`UpstreamPool.start(path, headers)` sends a GET (or a HEAD) on a kept-alive connection and returns
+as soon as the status line and headers are in (`UpstreamResponse`); `response.stream(on_body)` then
+hands every body chunk to a callback the moment it arrives, and `await response.finished()` completes
+when the message does (for a HEAD: with the head), or raises if the connection broke mid-body. No task or queue per chunk:
 the miss path adds microseconds, not milliseconds, over the origin's own TTFB.
 `UpstreamChain` tries the parent first and falls back to the origin when it fails.
 """
@@ -13,15 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
+from typing import Literal
 from urllib.parse import urlsplit
 
 import httptools
 
 from edge.errors import UpstreamBrokenError, UpstreamConnectError, UpstreamError, UpstreamTimeout
 
-__all__ = ["UpstreamChain", "UpstreamPool", "UpstreamResponse"]
+__all__ = ["Method", "UpstreamChain", "UpstreamPool", "UpstreamResponse"]
 
 BodySink = Callable[[bytes], None]
+Method = Literal["GET", "HEAD"]
 _MAX_IDLE = 64
 
 
@@ -41,6 +43,7 @@ class UpstreamResponse(asyncio.Protocol):
         self._pending: list[bytes] = []
         self._timer: asyncio.TimerHandle | None = None
         self._name = b""
+        self._method: Method = "GET"
         self.reusable = False
         self.reused = False
         self.closed = False
@@ -89,8 +92,15 @@ class UpstreamResponse(asyncio.Protocol):
         self.headers = {k.lower(): v for k, v in self._header_list}
         if self._head is not None and not self._head.done():
             self._head.set_result(None)
+        if self._method == "HEAD":
+            # A response to HEAD ends with its head (RFC 9110 §9.3.2) whatever its Content-Length
+            # says; httptools cannot be told so, and `send` gives the next exchange a fresh parser.
+            self.on_message_complete()
 
     def on_body(self, body: bytes) -> None:
+        if self._method == "HEAD":
+            self.close()  # a body after a HEAD response: the connection's framing is lost
+            return
         self.pool.bytes_fetched += len(body)
         if self._sink is not None:
             self._sink(body)
@@ -105,13 +115,15 @@ class UpstreamResponse(asyncio.Protocol):
 
     # -- request life cycle ------------------------------------------------------------------
 
-    def send(self, path: str, headers: Sequence[tuple[str, str]]) -> None:
-        """Write a GET request and arm the read timeout."""
+    def send(self, path: str, headers: Sequence[tuple[str, str]], method: Method = "GET") -> None:
+        """Write a GET or HEAD request and arm the read timeout."""
         loop = asyncio.get_running_loop()
         self._head, self._done = loop.create_future(), loop.create_future()
         self._header_list, self._pending, self._sink, self.status = [], [], None, 0
         self._parser = httptools.HttpResponseParser(self)
-        lines = [f"GET {path} HTTP/1.1", f"Host: {self.pool.host_header}", *(f"{k}: {v}" for k, v in headers)]
+        self._method = method
+        host = f"Host: {self.pool.host_header}"
+        lines = [f"{method} {path} HTTP/1.1", host, *(f"{k}: {v}" for k, v in headers)]
         assert self.transport is not None
         self.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         self._arm_timer()
@@ -190,21 +202,23 @@ class UpstreamPool:
         self.bytes_fetched = 0
         self.requests = 0
 
-    async def start(self, path: str, headers: Sequence[tuple[str, str]] = ()) -> UpstreamResponse:
-        """Send GET `path`; return once the response head is in. Raise UpstreamError."""
+    async def start(
+        self, path: str, headers: Sequence[tuple[str, str]] = (), *, method: Method = "GET"
+    ) -> UpstreamResponse:
+        """Send `method` `path`; return once the response head is in. Raise UpstreamError."""
         conn = self._take_idle()
         if conn is not None:
             try:
-                return await self._exchange(conn, path, headers)
+                return await self._exchange(conn, path, headers, method)
             except UpstreamBrokenError:
                 pass  # the idle connection was closed by the server meanwhile: retry on a new one
-        return await self._exchange(await self._connect(), path, headers)
+        return await self._exchange(await self._connect(), path, headers, method)
 
     async def _exchange(
-        self, conn: UpstreamResponse, path: str, headers: Sequence[tuple[str, str]]
+        self, conn: UpstreamResponse, path: str, headers: Sequence[tuple[str, str]], method: Method
     ) -> UpstreamResponse:
         self.requests += 1
-        conn.send(path, headers)
+        conn.send(path, headers, method)
         try:
             await conn.wait_head()
         except BaseException:
@@ -255,13 +269,15 @@ class UpstreamChain:
         self.pools = list(pools)
         self.fallbacks = 0
 
-    async def start(self, path: str, headers: Sequence[tuple[str, str]] = ()) -> UpstreamResponse:
-        """GET from the first upstream that answers without a 5xx; raise the last error."""
+    async def start(
+        self, path: str, headers: Sequence[tuple[str, str]] = (), *, method: Method = "GET"
+    ) -> UpstreamResponse:
+        """GET (or HEAD) from the first upstream that answers without a 5xx; raise the last error."""
         last: UpstreamError | None = None
         for i, pool in enumerate(self.pools):
             is_last = i == len(self.pools) - 1
             try:
-                resp = await pool.start(path, headers)
+                resp = await pool.start(path, headers, method=method)
             except UpstreamError as exc:
                 last = exc
                 self.fallbacks += not is_last

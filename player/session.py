@@ -11,8 +11,8 @@ dropped and the same chunk is fetched again lower, so only complete chunks are e
 the session clock is the wall clock × `speed`, so `--speed N` drains the buffer N times faster and
 every download counts N times longer in media time (the ABR sees throughput / N); chunk sizes for
 the ABR come from HEAD requests a few chunks ahead; a dynamic (live) MPD is played from the
-segments available when it was fetched, without refresh; the ABR only sees a download's progress
-when a read completes (64 KiB), so a link that stops dead is not abandoned until the read timeout.
+segments available when it was fetched, without refresh; the ABR sees a download's progress at
+each socket read, so a link that stops dead is not abandoned but left at the read timeout (retried).
 """
 
 from __future__ import annotations

@@ -62,11 +62,18 @@ def optimal_qoe(trace: Trace, ctx: AbrContext, **kwargs: Any) -> float:
 def optimal_plan(
     trace: Trace, ctx: AbrContext, *, startup_threshold: float = 4.0, latency: float = 0.0,
     buffer_step: float = 0.05, clock_step: float | None = None, chunks: int | None = None,
+    first: int | None = None,
 ) -> OptimalPlan:  # fmt: skip
-    """Best representation sequence over a trace known in advance (see the module docstring)."""
+    """Best representation sequence over a trace known in advance (see the module docstring).
+
+    `first` fixes the first chunk's representation (as Pensieve's offline optimum fixes it at its
+    default quality), so that a long startup cannot buy a high first rung.
+    """
     n = chunks if chunks is not None else ctx.chunk_count
     if n is None or n <= 0:
         raise ValueError("optimal_plan needs a positive chunk count")
+    if first is not None and not 0 <= first < len(ctx.bitrates):
+        raise ValueError(f"first={first} is not a representation index (0..{len(ctx.bitrates) - 1})")
     levels, seg = len(ctx.bitrates), ctx.segment_duration
     mbps = np.array(ctx.bitrates) / 1e6
     # state arrays: last representation, clock, buffer, value; `playing` depends only on the chunk index
@@ -75,8 +82,10 @@ def optimal_plan(
     actions: list[npt.NDArray[np.int64]] = []
     for k in range(n):
         playing = k * seg >= startup_threshold - 1e-9  # buffered media before chunk k = k × seg
-        nq = np.repeat(np.arange(levels), len(q))
-        pq, pt, pb, pv = np.tile(q, levels), np.tile(t, levels), np.tile(b, levels), np.tile(v, levels)
+        choices = np.arange(levels) if k or first is None else np.array([first])
+        nq = np.repeat(choices, len(q))
+        c = len(choices)
+        pq, pt, pb, pv = np.tile(q, c), np.tile(t, c), np.tile(b, c), np.tile(v, c)
         wait = np.maximum(pb + seg - ctx.max_buffer, 0.0) if playing else np.zeros_like(pb)
         start = pt + wait
         sizes = np.array([ctx.chunk_size(i, k) for i in range(levels)])[nq]

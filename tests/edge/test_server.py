@@ -192,7 +192,8 @@ def test_head_and_keep_alive(origin: Origin, edge: EdgeThread) -> None:
     body = _body(5000)
     origin.resources[CHUNK] = Resource(body=body)
     with socket.create_connection(("127.0.0.1", edge.server.port)) as sock:
-        # two pipelined requests on one connection: HEAD (a miss) then GET (a hit)
+        # two pipelined requests on one connection: HEAD (a miss, forwarded as HEAD: no fill),
+        # then GET (a miss that fills)
         sock.sendall(
             f"HEAD {CHUNK} HTTP/1.1\r\nHost: x\r\n\r\nGET {CHUNK} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
         )
@@ -210,9 +211,12 @@ def test_head_and_keep_alive(origin: Origin, edge: EdgeThread) -> None:
     first, _, rest = data.partition(b"\r\n\r\n")
     assert first.startswith(b"HTTP/1.1 200")
     assert b"Content-Length: 5000" in first
+    assert b"X-Cache: MISS" in first
     assert rest.startswith(b"HTTP/1.1 200")  # no body after the HEAD response
     head2, _, body2 = rest.partition(b"\r\n\r\n")
+    assert b"X-Cache: MISS" in head2
     assert body2 == body
+    assert origin.methods(CHUNK) == ["HEAD", "GET"]
 
 
 def test_404_is_negative_cached_briefly(origin: Origin, make_edge: EdgeFactory, clock: object) -> None:

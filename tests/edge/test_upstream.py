@@ -99,3 +99,43 @@ def test_chain_falls_back_on_connect_error_and_5xx(origin: Origin) -> None:
     finally:
         bad_parent.stop()
     assert origin.count("/videos/a") == 2
+
+
+def test_head_ends_with_its_head_and_keeps_the_connection(origin: Origin) -> None:
+    origin.resources["/videos/a"] = Resource(body=b"A" * 1000)
+
+    async def run() -> tuple[int, str, tuple[int, bytes], int]:
+        pool = UpstreamPool(origin.url, connect_timeout=1, read_timeout=2)
+        try:
+            head = await pool.start("/videos/a", method="HEAD")
+            await head.finished()  # no body to wait for, although Content-Length says 1000
+            return (
+                head.status,
+                head.headers["content-length"],
+                await _get(pool, "/videos/a"),
+                pool.bytes_fetched,
+            )
+        finally:
+            pool.close()
+
+    assert asyncio.run(run()) == (200, "1000", (200, b"A" * 1000), 1000)
+    assert origin.methods("/videos/a") == ["HEAD", "GET"]
+    assert origin.connections == 1
+
+
+def test_a_body_after_a_head_response_drops_the_connection(origin: Origin) -> None:
+    origin.resources["/videos/a"] = Resource(body=b"A" * 1000, body_on_head=True)
+
+    async def run() -> tuple[int, bytes]:
+        pool = UpstreamPool(origin.url, connect_timeout=1, read_timeout=2)
+        try:
+            head = await pool.start("/videos/a", method="HEAD")
+            await head.finished()
+            await asyncio.sleep(0.1)  # the stray body arrives
+            assert head.closed
+            return await _get(pool, "/videos/a")
+        finally:
+            pool.close()
+
+    assert asyncio.run(run()) == (200, b"A" * 1000)
+    assert origin.connections == 2

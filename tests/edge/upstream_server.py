@@ -1,8 +1,9 @@
 """A small real HTTP/1.1 origin for the edge tests, whose behaviour each test scripts.
 
-It listens on 127.0.0.1 port 0 in a thread, speaks keep-alive, answers If-None-Match /
-If-Modified-Since with 304 when the resource allows it, counts requests per path, and can hold
-the body half-way on a gate, die mid-body, stall, or answer 5xx.
+It listens on 127.0.0.1 port 0 in a thread, speaks keep-alive, answers HEAD with the GET's head and
+no body, answers If-None-Match / If-Modified-Since with 304 when the resource allows it, counts
+requests per path (and method), and can hold the body half-way on a gate, die mid-body, stall, or
+answer 5xx.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Resource:
     hold: threading.Event | None = None  # if given, the head waits until it is set
     not_modified: bool = True  # answer conditional requests with 304 when validators match
     send_date: bool = True  # False: no Date header (allowed for a server without a clock)
+    body_on_head: bool = False  # misbehave: send the body after the head of a HEAD response too
 
 
 @dataclass
@@ -40,6 +42,7 @@ class Seen:
 
     path: str
     headers: dict[str, str]
+    method: str = "GET"
 
 
 class Origin:
@@ -69,10 +72,15 @@ class Origin:
         self._thread.start()
         self._conns: set[socket.socket] = set()
 
-    def count(self, path: str) -> int:
-        """How many requests for `path` arrived."""
+    def count(self, path: str, method: str | None = None) -> int:
+        """How many requests for `path` (with `method`, if given) arrived."""
         with self.lock:
-            return sum(1 for s in self.requests if s.path == path)
+            return sum(1 for s in self.requests if s.path == path and method in (None, s.method))
+
+    def methods(self, path: str) -> list[str]:
+        """The methods of the requests for `path`, in order of arrival."""
+        with self.lock:
+            return [s.method for s in self.requests if s.path == path]
 
     def stop(self) -> None:
         """Stop listening and drop every open connection (the origin goes down)."""
@@ -103,13 +111,13 @@ class Origin:
                     buf += data
                 head, _, buf = buf.partition(b"\r\n\r\n")
                 lines = head.decode("latin-1").split("\r\n")
-                path = lines[0].split(" ")[1]
+                method, path = lines[0].split(" ")[:2]
                 headers = {
                     k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])
                 }
                 with self.lock:
-                    self.requests.append(Seen(path, headers))
-                if not self._respond(sock, path, headers):
+                    self.requests.append(Seen(path, headers, method))
+                if not self._respond(sock, path, headers, head_only=method == "HEAD"):
                     return
         except OSError:
             return
@@ -118,7 +126,7 @@ class Origin:
                 self._conns.discard(sock)
             sock.close()
 
-    def _respond(self, sock: socket.socket, path: str, headers: dict[str, str]) -> bool:
+    def _respond(self, sock: socket.socket, path: str, headers: dict[str, str], *, head_only: bool) -> bool:
         res = self.resources.get(path)
         if res is None:
             res = Resource(body=b"not found\n", status=404, headers=[])
@@ -137,12 +145,15 @@ class Origin:
             sock.sendall(_head(304, extra))
             return True
         if res.close_delimited:
-            sock.sendall(_head(res.status, [*extra, ("Connection", "close")]) + res.body)
+            body = b"" if head_only and not res.body_on_head else res.body
+            sock.sendall(_head(res.status, [*extra, ("Connection", "close")]) + body)
             return False
         if res.chunked:
             sock.sendall(_head(res.status, [*extra, ("Transfer-Encoding", "chunked")]))
         else:
             sock.sendall(_head(res.status, [*extra, ("Content-Length", str(len(res.body)))]))
+        if head_only and not res.body_on_head:
+            return True  # RFC 9110 §9.3.2: the head a GET would get, without its body
         return self._send_body(sock, res)
 
     def _send_body(self, sock: socket.socket, res: Resource) -> bool:

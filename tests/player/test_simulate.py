@@ -150,3 +150,17 @@ def test_optimal_plan_on_a_real_trace_with_real_sizes(shared_dir: Path) -> None:
         plan.value, abs=1e-6
     )
     assert plan.value >= simulate(trace, ctx, make_abr("mpc")).summary.qoe_total
+
+
+def test_optimal_plan_with_a_fixed_first_chunk_cannot_buy_it_with_startup_delay() -> None:
+    """Free startup lets the optimum fetch a top first chunk on a slow start; `first=` fixes it (Pensieve)."""
+    slow_start = parse_text_trace("0 1\n20 5\n60 5\n", name="slow-start")
+    free = optimal_plan(slow_start, CTX, startup_threshold=4.0)
+    fixed = optimal_plan(slow_start, CTX, startup_threshold=4.0, first=1)
+    assert free.indices[0] == len(LADDER) - 1  # 17 s of startup, not a stall in QoE_lin
+    assert fixed.indices[0] == 1
+    assert fixed.value < free.value
+    replay = simulate(slow_start, CTX, FixedPlan(fixed.indices), playout=PlayoutConfig(startup_threshold=4.0))
+    assert replay.summary.qoe_total == pytest.approx(fixed.value, abs=1e-6)
+    with pytest.raises(ValueError, match="first=6"):
+        optimal_plan(slow_start, CTX, first=6)
