@@ -90,6 +90,15 @@ def _if_range_matches(value: str, headers: list[tuple[str, str]]) -> bool:
     return value == lower.get("last-modified")
 
 
+def _length_headers(rng: ByteRange | None, length: int | None) -> list[tuple[str, str]]:
+    """Content-Range and Content-Length of a 206, or Accept-Ranges and Content-Length of a whole body."""
+    if rng is not None:
+        return [("Content-Range", content_range(rng, length or 0)), ("Content-Length", str(rng.length))]
+    if length is not None:
+        return [("Accept-Ranges", "bytes"), ("Content-Length", str(length))]
+    return []
+
+
 def _common(server: EdgeServer, status: CacheStatus) -> list[tuple[str, str]]:
     return [("Via", server.via), ("X-Cache", status)]
 
@@ -215,10 +224,7 @@ def send_probe(
         except RangeNotSatisfiable as exc:
             send_416(server, conn, req, length, status, str(exc))
             return
-    if rng is not None:
-        headers += [("Content-Range", content_range(rng, length or 0)), ("Content-Length", str(rng.length))]
-    elif length is not None:
-        headers += [("Accept-Ranges", "bytes"), ("Content-Length", str(length))]
+    headers += _length_headers(rng, length)
     head = render_head(206 if rng else probe.status, headers + _common(server, status))
     conn.write(head + _tail(age, req.keep_alive, date=False))  # the probe's headers carry a Date
     conn.finish(req.keep_alive)
@@ -252,12 +258,9 @@ async def _stream_fill(
             length = fill.received
         rng = _range_for(req, fill.headers, length)
     headers = fill.headers + _common(server, status)
+    headers += _length_headers(rng, length)
     chunked = False
-    if rng is not None:
-        headers += [("Content-Range", content_range(rng, length or 0)), ("Content-Length", str(rng.length))]
-    elif length is not None:
-        headers += [("Accept-Ranges", "bytes"), ("Content-Length", str(length))]
-    elif req.version == "1.1":
+    if rng is None and length is None and req.version == "1.1":
         chunked = True
         headers.append(("Transfer-Encoding", "chunked"))
     keep_alive = req.keep_alive and (length is not None or chunked)
