@@ -99,8 +99,11 @@ class EdgeCounters:
 
     @property
     def hit_ratio(self) -> float | None:
-        """(HIT + STALE + REVALIDATED + COALESCED) / all requests; None before any request."""
-        total = self.total_requests
+        """(HIT + STALE + REVALIDATED + COALESCED) / the cache lookups; None before any lookup.
+
+        HEADs forwarded upstream (PASS) are neither hits nor misses of the cache and are left out.
+        """
+        total = self.total_requests - self.requests.get("PASS", 0.0)
         if total <= 0:
             return None
         return sum(self.requests.get(s, 0.0) for s in _HIT_STATES) / total

@@ -1,8 +1,9 @@
 """The DNS router: an authoritative, geo-aware DNS server that sends every viewer to the nearest healthy edge.
 
 Core (pure): `wire` (hand parsing), `geo` (locating clients), `policy` (choosing edges), `zone`
-(authoritative lookup), `health` (hysteresis), `answer` (bytes in, bytes out). Shell: `server`
-(UDP/TCP, with `udpbatch` for recvmmsg/sendmmsg), `http` (side port), `service` (assembly), `cli` (`cdn-dns`).
+(authoritative lookup), `health` (hysteresis), `answer` (bytes in, bytes out), `metrics` (counters).
+Shell: `server` (UDP/TCP, with `udpbatch` for recvmmsg/sendmmsg), `http` (side port), `service`
+(assembly), `workers` (extra processes and their counters link), `cli` (`cdn-dns`).
 """
 
 from __future__ import annotations

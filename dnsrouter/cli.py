@@ -2,6 +2,9 @@
 
 cdn-dns serve --topology topology.yaml [--listen 127.0.0.1:5353] [--http 127.0.0.1:8053] [--workers N]
 cdn-dns check --topology topology.yaml
+
+With `--workers N` the main process starts N-1 extra workers (`dnsrouter.workers`) that share the DNS
+port; only the main process opens the side port, and its /metrics adds up every worker's counters.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import asyncio
 import gc
 import logging
 import signal
-import subprocess
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -18,22 +21,24 @@ from cdn.topology import TopologyError, load_topology
 from dnsrouter.config import DnsRouterConfig, parse_args
 from dnsrouter.errors import DNSRouterError
 from dnsrouter.service import DnsRouterService
+from dnsrouter.workers import Worker, WorkerPool, serve_counters, spawn_workers, stop_workers
 
 __all__ = ["main"]
 
 log = logging.getLogger("dnsrouter")
 
 
-async def _serve(config: DnsRouterConfig) -> None:
+async def _serve(config: DnsRouterConfig, workers: Sequence[Worker]) -> None:
     service = DnsRouterService(
         config.topology, listen=config.listen, http=config.http, reuse_port=config.reuse_port,
-        idle_timeout=config.idle_timeout,
+        idle_timeout=config.idle_timeout, workers=WorkerPool.of(workers) if workers else None,
     )  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with service:
+        link = _report_counters(config, service, stop)
         gc.freeze()  # everything built so far lives forever: keep it out of the collector's scans
         http = f", HTTP on {config.http.host}:{service.http_port}" if config.http else ""
         log.info(
@@ -42,23 +47,21 @@ async def _serve(config: DnsRouterConfig) -> None:
             len(config.topology.edges),
         )  # fmt: skip
         await stop.wait()
+        if link is not None:
+            link.cancel()
     log.info("stopped")
 
 
-def _spawn_workers(config: DnsRouterConfig, topology: str) -> list[subprocess.Popen[bytes]]:
-    """Extra processes sharing the DNS port through SO_REUSEPORT (they skip the HTTP side port)."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "dnsrouter.cli",
-        "serve",
-        "--topology",
-        topology,
-        "--listen",
-        str(config.listen),
-    ]
-    cmd += ["--workers", "1", "--reuse-port", "--no-http", "--log-level", config.log_level]
-    return [subprocess.Popen(cmd) for _ in range(config.workers - 1)]
+def _report_counters(
+    config: DnsRouterConfig, service: DnsRouterService, stop: asyncio.Event
+) -> asyncio.Task[None] | None:
+    """In an extra worker: serve its counters to the main process, and stop when the main process is gone."""
+    if config.counters_fd is None:
+        return None
+    sock = socket.socket(fileno=config.counters_fd)
+    task = asyncio.create_task(serve_counters(sock, service.responder.metrics), name="counters-link")
+    task.add_done_callback(lambda _: stop.set())
+    return task
 
 
 def _check(args_topology: str) -> int:
@@ -88,9 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DNSRouterError as exc:
         print(f"cdn-dns: {exc}", file=sys.stderr)
         return 2
-    workers = _spawn_workers(config, str(args.topology)) if config.workers > 1 else []
+    workers = spawn_workers(config, str(args.topology)) if config.workers > 1 else []
     try:
-        _run(config)
+        _run(config, workers)
     except OSError as exc:
         print(f"cdn-dns: cannot listen on {config.listen} or {config.http}: {exc}", file=sys.stderr)
         return 1
@@ -98,20 +101,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cdn-dns: {exc}", file=sys.stderr)
         return 2
     finally:
-        for w in workers:
-            w.terminate()
-        for w in workers:
-            w.wait(timeout=10)
+        stop_workers(workers)
     return 0
 
 
-def _run(config: DnsRouterConfig) -> None:
+def _run(config: DnsRouterConfig, workers: Sequence[Worker]) -> None:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency, but stay usable without it
-        asyncio.run(_serve(config))
+        asyncio.run(_serve(config, workers))
         return
-    uvloop.run(_serve(config))
+    uvloop.run(_serve(config, workers))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The HTTP side port: `/explain`, `/metrics`, `/healthz` and the HTTP redirect mode (`/videos/...` -> 302).
 
 `HttpApp.handle(method, target, headers, peer)` is pure request -> (status, headers, body) over the
-router's state; `serve_http` is a minimal HTTP/1.1 shell on asyncio streams (one request per
+router's state; `HttpApp.respond` first collects the other worker processes' counters when the request
+is for /metrics. `serve_http` is a minimal HTTP/1.1 shell on asyncio streams (one request per
 connection, `Connection: close`), so the side port shares the DNS server's event loop.
 """
 
@@ -11,7 +12,7 @@ import asyncio
 import ipaddress
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -23,6 +24,7 @@ import dns.rdatatype
 from cdn.topology import Topology
 from dnsrouter.answer import Responder
 from dnsrouter.geo import Located
+from dnsrouter.metrics import NO_WORKERS, WorkerCounters, render
 from dnsrouter.policy import Decision
 
 __all__ = ["HttpApp", "serve_http"]
@@ -49,18 +51,32 @@ class HttpApp:
         topology: Topology,
         responder: Responder,
         details: Callable[[], Mapping[str, Mapping[str, float]]],
+        *,
+        workers: Callable[[], Awaitable[WorkerCounters]] | None = None,
     ) -> None:
         self.topology, self.responder, self.details = topology, responder, details
+        self.workers = workers  # collects the extra worker processes' counters (None: no extra workers)
 
-    def handle(self, method: str, target: str, headers: Mapping[str, str], peer: str) -> Response:
-        """Answer one request; `headers` have lower-case names."""
+    async def respond(self, method: str, target: str, headers: Mapping[str, str], peer: str) -> Response:
+        """`handle`, after collecting the extra workers' counters when the request is GET/HEAD /metrics."""
+        others = NO_WORKERS
+        if self.workers is not None and method in ("GET", "HEAD") and urlsplit(target).path == "/metrics":
+            others = await self.workers()
+        return self.handle(method, target, headers, peer, workers=others)
+
+    def handle(
+        self, method: str, target: str, headers: Mapping[str, str], peer: str, *,
+        workers: WorkerCounters = NO_WORKERS,
+    ) -> Response:  # fmt: skip
+        """Answer one request; `headers` have lower-case names; `workers` are added into /metrics."""
         if method not in ("GET", "HEAD"):
             return _error(405, f"{method} is not supported here; use GET")
         url = urlsplit(target)
         if url.path == "/healthz":
             return _json(200, {"status": "ok", "generation": self.responder.router.generation})
         if url.path == "/metrics":
-            text = self.responder.metrics.render(self.responder.router.states, self.details())
+            own = self.responder.metrics.snapshot()
+            text = render(own, self.responder.router.states, self.details(), workers)
             return 200, {"content-type": "text/plain; version=0.0.4"}, text.encode()
         if url.path == "/explain":
             return self.explain(parse_qs(url.query))
@@ -204,7 +220,7 @@ async def serve_http(app: HttpApp, host: str, port: int) -> asyncio.Server:
                 writer.write(_encode(*_error(400, "malformed HTTP request"), head_only=False))
             else:
                 method, target, headers = request
-                status, out_headers, body = app.handle(method, target, headers, peer)
+                status, out_headers, body = await app.respond(method, target, headers, peer)
                 writer.write(_encode(status, out_headers, body, head_only=method == "HEAD"))
             await writer.drain()
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):

@@ -2,6 +2,8 @@
 
 `build_responder(topology)` wires the pure parts; `DnsRouterService` owns the sockets and tasks
 (`start()` / `stop()`, or `async with`), and reports the ports it actually bound (port 0 allowed).
+In the main process of `--workers N` it also owns the links to the extra workers (`workers.WorkerPool`),
+whose counters its /metrics adds to its own.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dnsrouter.http import HttpApp, serve_http
 from dnsrouter.metrics import Metrics
 from dnsrouter.policy import Router
 from dnsrouter.server import DEFAULT_IDLE_TIMEOUT, UdpEndpoint, start_dns
+from dnsrouter.workers import WorkerPool
 from dnsrouter.zone import ZoneData
 
 __all__ = ["DnsRouterService", "build_responder"]
@@ -37,22 +40,24 @@ class DnsRouterService:
     def __init__(
         self, topology: Topology, *, listen: HostPort, http: HostPort | None, reuse_port: bool = False,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT, poll_health: bool = True, batched_udp: bool = True,
+        workers: WorkerPool | None = None,
     ) -> None:  # fmt: skip
         self.topology, self.listen, self.http = topology, listen, http
         self.reuse_port, self.idle_timeout, self.poll_health = reuse_port, idle_timeout, poll_health
-        self.batched_udp = batched_udp
+        self.batched_udp, self.workers = batched_udp, workers
         db = topology.dns.geoip_db
         self.geo = open_geo_database(str(db)) if db is not None else None
         self.responder = build_responder(topology, geo=self.geo)
         self.poller = HealthPoller(topology.edges, topology.dns.health, self.responder.router)
-        self.app = HttpApp(topology, self.responder, self.poller.details)
+        collect = workers.collect if workers is not None else None
+        self.app = HttpApp(topology, self.responder, self.poller.details, workers=collect)
         self._closers: list[UdpEndpoint | asyncio.Server] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.dns_port = 0
         self.http_port = 0
 
     async def start(self) -> None:
-        """Bind every socket and start polling; raise OSError when a port is taken."""
+        """Bind every socket, open the workers' links and start polling; raise OSError when a port is taken."""
         udp, tcp = await start_dns(
             self.responder, self.listen.host, self.listen.port, reuse_port=self.reuse_port,
             idle_timeout=self.idle_timeout, batched_udp=self.batched_udp,
@@ -63,11 +68,15 @@ class DnsRouterService:
             server = await serve_http(self.app, self.http.host, self.http.port)
             self._closers.append(server)
             self.http_port = server.sockets[0].getsockname()[1]
+        if self.workers is not None:
+            await self.workers.start()
         if self.poll_health:
             self._tasks.append(asyncio.create_task(self.poller.run(), name="health-poller"))
 
     async def stop(self) -> None:
-        """Close every socket, cancel the poller and close the geo database."""
+        """Close every socket and link, cancel the poller and close the geo database."""
+        if self.workers is not None:
+            await self.workers.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

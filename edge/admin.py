@@ -95,6 +95,7 @@ def stats(server: EdgeServer) -> dict[str, Any]:
     """Cache statistics for GET /admin/stats."""
     doc = asdict(server.store.stats())
     doc["requests"] = dict(server.metrics.requests)
+    doc["hit_ratio"] = server.metrics.hit_ratio()
     doc["upstream_fetches"] = server.upstream.requests
     doc["inflight_fills"] = len(server.filler.fills)
     return doc

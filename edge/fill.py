@@ -8,7 +8,8 @@ for the next ones: no polling and no lock timeout. The fill runs in its own task
 and commits even if every client has left; if the upstream breaks mid-body, every reader gets
 the UpstreamError (the server then aborts their connections) and nothing is stored.
 `Filler.probe` is the exception to "one exchange fills": a HEAD upstream for a client's HEAD miss,
-answered as a `Probe` and never stored nor shared.
+answered as a `Probe` and never stored. Concurrent HEADs for a key share the one probe in flight
+(in its own task, like a fill); a finished probe is forgotten, so a later HEAD asks again.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from edge.cachecontrol import Freshness, format_http_date, freshness_of, initial_age
 from edge.errors import StoreError, UpstreamBrokenError, UpstreamError
@@ -27,6 +29,8 @@ from edge.upstream import UpstreamChain, UpstreamResponse
 __all__ = ["Fill", "FillOutcome", "Filler", "FillStats", "Probe", "stored_headers"]
 
 log = logging.getLogger("edge.fill")
+
+T = TypeVar("T")
 
 # Never stored nor forwarded: hop-by-hop (RFC 9110 §7.6.1) and what the edge writes itself.
 # Date is kept: a cache serves the stored response's Date (with Age), so that a child edge's
@@ -168,6 +172,8 @@ class FillStats:
     failures: int = 0
     aborted: int = 0
     committed: int = 0
+    probes: int = 0  # HEADs sent upstream
+    probe_waiters: int = 0  # client HEADs that joined a probe already in flight
 
 
 class Filler:
@@ -186,8 +192,9 @@ class Filler:
         self.clock = clock
         self.negative_ttl = negative_ttl
         self.fills: dict[str, Fill] = {}
+        self.probes: dict[str, asyncio.Task[Probe]] = {}
         self.stats = FillStats()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     def get_or_start(self, key: str, stale: Entry | None = None) -> tuple[Fill, bool]:
         """The fill in flight for `key`, or a new one (second value True when we started it)."""
@@ -201,18 +208,48 @@ class Filler:
     def start_private(self, key: str, stale: Entry | None = None) -> Fill:
         """Start a fill that is not shared (used when a shared one turned out private)."""
         fill = Fill(key, stale, self.clock())
-        task = asyncio.get_running_loop().create_task(self._run(fill))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._run(fill))
         return fill
 
+    def _spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run `coro` in a task of its own, which `close` waits for (then cancels)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
     async def probe(self, key: str) -> Probe:
-        """HEAD `key` upstream for a client's HEAD miss: no fill starts and nothing is stored.
+        """HEAD `key` upstream for a client's HEAD miss, or join the HEAD in flight for it.
 
         Players learn chunk sizes with HEAD across every representation; filling on HEAD would
-        fetch and cache renditions nobody watches. Raise UpstreamError (counted as a failure).
+        fetch and cache renditions nobody watches, and N players probing the same chunk at once
+        must not send N HEADs upstream. The probe runs in its own task: a caller leaving does not
+        cancel it for the others. Nothing is stored. Raise UpstreamError (every caller gets the
+        same one), also when the edge shuts down before the answer is in.
         """
+        task = self._probe_in_flight(key)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if task.cancelled() and (current is None or not current.cancelling()):
+                # `close` cancelled the shared probe, not this caller: an upstream failure to it
+                raise UpstreamBrokenError(f"the edge is shutting down; {key} was not probed") from None
+            raise
+
+    def _probe_in_flight(self, key: str) -> asyncio.Task[Probe]:
+        """The probe in flight for `key` (this caller counted as a waiter), or a new one."""
+        task = self.probes.get(key)
+        if task is None or task.done():  # done while still listed: cancelled by `close` before it ran
+            task = self.probes[key] = self._spawn(self._probe(key))
+        else:
+            self.stats.probe_waiters += 1
+        return task
+
+    async def _probe(self, key: str) -> Probe:
+        """The one HEAD upstream behind `probe`; forgotten before its answer is handed out."""
         request_time = self.clock()
+        self.stats.probes += 1
         try:
             # the request a cold fill sends (no stale entry, so no validators), as HEAD
             resp = await self.upstream.start(key, _conditional_headers(None), method="HEAD")
@@ -221,6 +258,10 @@ class Filler:
         except UpstreamError:
             self.stats.failures += 1
             raise
+        finally:
+            # a HEAD arriving after this answer must ask again (only concurrent ones share it)
+            if self.probes.get(key) is asyncio.current_task():
+                del self.probes[key]
         headers = stored_headers(resp.header_list)
         if "date" not in resp.headers:
             headers.append(("Date", format_http_date(response_time)))
@@ -232,13 +273,16 @@ class Filler:
         )
 
     def purge(self, match: Callable[[str], bool]) -> None:
-        """Mark in-flight fills whose key matches so that they are not committed."""
+        """Mark in-flight fills whose key matches so that they are not committed.
+
+        Probes in flight are left to finish: they store nothing and are forgotten once answered.
+        """
         for key, fill in self.fills.items():
             if match(key):
                 fill.purged = True
 
     async def close(self, grace: float = 2.0) -> None:
-        """Let running fills finish and commit for up to `grace` seconds, then cancel the rest."""
+        """Let running fills and probes finish for up to `grace` seconds, then cancel the rest."""
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=grace)
         for task in list(self._tasks):

@@ -14,14 +14,25 @@ from typing import Literal, get_args
 
 from edge.store import StoreStats
 
-__all__ = ["CACHE_STATUSES", "CacheStatus", "LATENCY_BUCKETS", "Metrics", "RateMeter", "UpstreamCounters"]
+__all__ = [
+    "CACHE_STATUSES",
+    "HIT_STATUSES",
+    "CacheStatus",
+    "LATENCY_BUCKETS",
+    "Metrics",
+    "RateMeter",
+    "UpstreamCounters",
+]
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-# The X-Cache value of a response (a Literal, not an Enum: it is hashed on every hit).
-CacheStatus = Literal["HIT", "MISS", "STALE", "REVALIDATED", "COALESCED"]
+# The X-Cache value of a response (a Literal, not an Enum: it is hashed on every hit). PASS is a
+# HEAD relayed upstream without touching the cache (Varnish's and Fastly's word): not a lookup.
+CacheStatus = Literal["HIT", "MISS", "STALE", "REVALIDATED", "COALESCED", "PASS"]
 CACHE_STATUSES: tuple[CacheStatus, ...] = get_args(CacheStatus)
+# Answered from the cache or from a fetch another request started; MISS is the only other lookup.
+HIT_STATUSES: tuple[CacheStatus, ...] = ("HIT", "STALE", "REVALIDATED", "COALESCED")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,6 +45,7 @@ class UpstreamCounters:
     failures: int
     aborted: int
     fallbacks: int
+    coalesced_probes: int  # HEADs that shared another's upstream HEAD
 
 
 class RateMeter:
@@ -72,6 +84,12 @@ class Metrics:
         self.bytes_served += nbytes
         self.buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self.latency_sum += seconds
+
+    def hit_ratio(self) -> float | None:
+        """Hits / (hits + misses); None before any. PASS (a relayed HEAD) is neither, so left out."""
+        hits = sum(self.requests[s] for s in HIT_STATUSES)
+        lookups = hits + self.requests["MISS"]
+        return hits / lookups if lookups else None
 
     def error(self, status: int) -> None:
         """Count one error response the edge produced itself (4xx/5xx)."""
@@ -122,6 +140,12 @@ class Metrics:
                 "counter",
                 "Requests that joined another's fill.",
                 self.coalesced_waiters,
+            ),
+            (
+                "cdn_edge_coalesced_probes_total",
+                "counter",
+                "HEADs that shared another's upstream HEAD (PASS).",
+                upstream.coalesced_probes,
             ),
             ("cdn_edge_inflight_requests", "gauge", "Requests being answered now.", self.inflight),
             ("cdn_edge_cache_bytes", "gauge", "Bytes in the disk cache.", store.bytes),

@@ -4,8 +4,9 @@
 `Handler` the connections call. A fresh hit in the memory tier is answered synchronously
 (`try_fast`): a cached head (with the stored Date), the Age line, then the body in one `transport.write`.
 Everything else (disk reads, misses, revalidation, stale-on-error, admin) runs in `handle`.
-A HEAD for a key with nothing cached and nothing in flight is forwarded upstream as a HEAD and
-never fills: players probe the sizes of chunks they may never fetch.
+A HEAD for a key with nothing cached and no fill in flight is forwarded upstream as a HEAD
+(X-Cache PASS; concurrent ones share one) and never fills: players probe the sizes of chunks
+they may never fetch.
 """
 
 from __future__ import annotations
@@ -201,14 +202,17 @@ class EdgeServer:
         await self._from_fill(conn, req, fill, created, entry)
 
     async def _probe(self, conn: HttpConnection, req: Request, key: str) -> None:
-        """A HEAD miss: relay the upstream's HEAD (X-Cache MISS, 0 bytes); no fill, nothing stored."""
+        """A HEAD miss: relay the upstream's HEAD (X-Cache PASS, 0 bytes); no fill, nothing stored.
+
+        Concurrent HEADs for `key` share one upstream HEAD and all get its answer (or its error).
+        """
         try:
             probe = await self.filler.probe(key)
         except UpstreamError as exc:
-            self._send_error(conn, req, exc.status, f"upstream failed: {exc}", [("X-Cache", "MISS")])
+            self._send_error(conn, req, exc.status, f"upstream failed: {exc}", [("X-Cache", "PASS")])
             return
-        responses.send_probe(self, conn, req, probe, "MISS")
-        self.metrics.served("MISS", 0, time.perf_counter() - req.started)
+        responses.send_probe(self, conn, req, probe, "PASS")
+        self.metrics.served("PASS", 0, time.perf_counter() - req.started)
 
     async def _from_entry(self, conn: HttpConnection, req: Request, entry: Entry) -> bool:
         """Serve a FRESH or stale-while-revalidate entry; False when it must be revalidated or refetched."""
@@ -309,6 +313,7 @@ class EdgeServer:
             not_modified=self.filler.stats.not_modified,
             failures=self.filler.stats.failures,
             aborted=self.filler.stats.aborted,
+            coalesced_probes=self.filler.stats.probe_waiters,
             fallbacks=u.fallbacks,
         )
         text = self.metrics.render(self.store.stats(), counters).encode()

@@ -20,12 +20,16 @@ __all__ = [
     "DEFAULT_STARTUP",
     "DEFAULT_TIMEOUT",
     "PlayerConfig",
+    "READ_TIMEOUT_FLOOR",
     "build_parser",
 ]
 
 DEFAULT_MAX_BUFFER = 30.0  # seconds of media held before the player waits
 DEFAULT_STARTUP = 4.0  # seconds of media buffered before playback starts
-DEFAULT_TIMEOUT = 10.0  # connect/read timeout of one HTTP request, seconds
+DEFAULT_TIMEOUT = 10.0  # connect/read timeout of one HTTP request, seconds (video chunks: the longest)
+# The shortest read timeout of a video chunk, in wall-clock seconds: an alive link sends some bytes within it
+# even when slow, so a link silent that long is taken for dead when the buffer runs low (player.session).
+READ_TIMEOUT_FLOOR = 2.0
 DEFAULT_RETRIES_PER_EDGE = 3  # attempts at one edge before failing over to another
 DEFAULT_MAX_FAILOVERS = 4  # re-resolutions for one chunk before giving up
 
@@ -195,7 +199,8 @@ def build_parser(prog: str = "cdn-player") -> argparse.ArgumentParser:
         type=_positive,
         default=DEFAULT_TIMEOUT,
         metavar="S",
-        help=f"HTTP connect/read timeout in seconds (default {DEFAULT_TIMEOUT:g})",
+        help=f"HTTP connect/read timeout in seconds (default {DEFAULT_TIMEOUT:g}); a video chunk's read "
+        f"timeout is shorter when the buffer is low (down to {READ_TIMEOUT_FLOOR:g} s)",
     )
     p.add_argument(
         "--retries",

@@ -6,7 +6,9 @@ Host header, from `--source-ip` when given. A chunk is only returned when its bo
 the same edge with back-off, then the edge is marked failed, the host is re-resolved without it,
 and the same URL is fetched from another edge. Each result records the serving edge, the retries and
 the measured download time, throughput and recent rate (over the last `RECENT_SECONDS` of the body).
-A `progress` callback sees the bytes as they arrive and may abandon the download (`Abandoned`).
+A `progress` callback sees the bytes as they arrive and may abandon the download (`Abandoned`); a
+per-request `read_timeout` (the longest wait between two socket reads, never above the client's) lets
+the caller leave a silent edge sooner: it fails the attempt like any other timeout.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = [
     "ResolveError",
     "default_backoff",
     "recent_rate",
+    "request_timeout",
 ]
 
 FAILED_HOLD_SECONDS = 30.0  # how long a failed edge stays excluded from the answers
@@ -167,6 +170,7 @@ class Fetcher:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.pool = pool
+        self.timeout = timeout
         self.retries_per_edge = retries_per_edge
         self.max_failovers = max_failovers
         self.backoff = backoff
@@ -194,6 +198,7 @@ class Fetcher:
         byte_range: tuple[int, int] | None = None,
         expected_size: int | None = None,
         progress: ProgressCallback | None = None,
+        read_timeout: float | None = None,
     ) -> ChunkFetch:
         """Fetch the whole body of `url` (optionally bytes first..last); raise FetchError or ResolveError.
 
@@ -201,8 +206,13 @@ class Fetcher:
         without a Content-Length (a chunked answer cut short but terminated cleanly). `progress` is
         called after each socket read with (bytes so far in this attempt, seconds since its request); when it
         returns True the connection is closed (never reused half-read) and Abandoned is raised.
+        `read_timeout` is the longest wait in seconds for the next bytes in every attempt (capped at
+        the client's `timeout`; None: the client's); when it fires the attempt is retried as a timeout.
         """
-        return self._get(url, byte_range, redirects=0, expected_size=expected_size, progress=progress)
+        timeout = request_timeout(self.timeout, read_timeout)
+        return self._get(
+            url, byte_range, redirects=0, expected_size=expected_size, progress=progress, timeout=timeout
+        )
 
     def size(self, url: str) -> int | None:
         """The Content-Length of `url` from one HEAD request, or None when it cannot be had (no retries)."""
@@ -227,6 +237,7 @@ class Fetcher:
         byte_range: tuple[int, int] | None,
         *,
         redirects: int,
+        timeout: httpx.Timeout,
         expected_size: int | None = None,
         progress: ProgressCallback | None = None,
     ) -> ChunkFetch:
@@ -249,6 +260,7 @@ class Fetcher:
                         failovers=failovers,
                         redirects=redirects,
                         progress=progress,
+                        timeout=timeout,
                     )
                 except _Retryable as exc:
                     errors.append(f"{_edge(target, ip)}: {exc}")
@@ -271,13 +283,14 @@ class Fetcher:
         failovers: int,
         redirects: int,
         progress: ProgressCallback | None,
+        timeout: httpx.Timeout,
     ) -> ChunkFetch:
         headers = _headers(target, byte_range)
         extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
         started = self.clock()
         try:
             with self._client.stream(
-                "GET", target.copy_with(host=ip), headers=headers, extensions=extensions
+                "GET", target.copy_with(host=ip), headers=headers, extensions=extensions, timeout=timeout
             ) as response:
                 status = response.status_code
                 location = response.headers.get("location") if 300 <= status < 400 else None
@@ -287,12 +300,16 @@ class Fetcher:
                 length = response.headers.get("content-length")
                 content_range = response.headers.get("content-range")
                 cache = response.headers.get("x-cache")
+        except httpx.ReadTimeout as exc:
+            raise _Retryable(f"timed out: no bytes for {timeout.read:g} s (ReadTimeout)") from exc
         except httpx.TimeoutException as exc:
             raise _Retryable(f"timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
             raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
         if location is not None:
-            return self._redirect(target, str(target.join(location)), byte_range, redirects, progress)
+            return self._redirect(
+                target, str(target.join(location)), byte_range, redirects, progress, timeout
+            )
         finished = self.clock()
         if length is not None and (not length.isdigit() or int(length) != len(data)):
             raise _Retryable(f"short body: {len(data)} of {length} bytes (Content-Length); refetching")
@@ -340,10 +357,23 @@ class Fetcher:
         byte_range: tuple[int, int] | None,
         redirects: int,
         progress: ProgressCallback | None,
+        timeout: httpx.Timeout,
     ) -> ChunkFetch:
         if redirects >= MAX_REDIRECTS:
             raise FetchError(f"GET {target} redirected more than {MAX_REDIRECTS} times", url=str(target))
-        return self._get(location, byte_range, redirects=redirects + 1, progress=progress)
+        return self._get(location, byte_range, redirects=redirects + 1, progress=progress, timeout=timeout)
+
+
+def request_timeout(timeout: float, read_timeout: float | None) -> httpx.Timeout:
+    """The timeouts of one request: `timeout` seconds for each phase, the read one cut to `read_timeout`.
+
+    A per-request read timeout only ever shortens the client's; raises ValueError when it is not > 0.
+    """
+    if read_timeout is None:
+        return httpx.Timeout(timeout)
+    if read_timeout <= 0:
+        raise ValueError(f"read_timeout must be > 0 s, got {read_timeout}")
+    return httpx.Timeout(timeout, read=min(read_timeout, timeout))
 
 
 def recent_rate(marks: Sequence[tuple[float, int]], window: float) -> float | None:

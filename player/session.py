@@ -7,12 +7,14 @@ segments are fetched alongside the video chunk they overlap); before each reques
 chunk fits under the buffer cap; fetch the init segment the first time a representation is used,
 then the chunk; record it. While a video chunk downloads, every `PROGRESS_SECONDS` of media time
 the ABR may abandon it for a lower representation (as in `player.simulate`): the partial body is
-dropped and the same chunk is fetched again lower, so only complete chunks are ever used. Caveats:
-the session clock is the wall clock × `speed`, so `--speed N` drains the buffer N times faster and
-every download counts N times longer in media time (the ABR sees throughput / N); chunk sizes for
-the ABR come from HEAD requests a few chunks ahead; a dynamic (live) MPD is played from the
-segments available when it was fetched, without refresh; the ABR sees a download's progress at
-each socket read, so a link that stops dead is not abandoned but left at the read timeout (retried).
+dropped and the same chunk is fetched again lower, so only complete chunks are ever used. A video
+chunk's read timeout (the longest wait for the next bytes) is what the viewer can afford
+(`chunk_read_timeout`): half the wall-clock time the buffer still lasts, between `READ_TIMEOUT_FLOOR`
+and `--timeout`, the floor before playback starts; so a link that stops dead mid-chunk is retried (then
+failed over) before the buffer runs dry. Caveats: the session clock is the wall clock × `speed`, so
+`--speed N` drains the buffer N times faster and every download counts N times longer in media time
+(the ABR sees throughput / N); chunk sizes for the ABR come from HEAD requests a few chunks ahead; a
+dynamic (live) MPD is played from the segments available when it was fetched, without refresh.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 
 from player.abr import DEFAULT_ABR, AbrAlgorithm, AbrContext, Observation, ThroughputSample, make_abr
 from player.abr.base import PROGRESS_SECONDS, Progress, abandon_choice
-from player.config import PlayerConfig
+from player.config import DEFAULT_TIMEOUT, READ_TIMEOUT_FLOOR, PlayerConfig
 from player.errors import ManifestError, PlayerError, SegmentIndexError
 from player.fetch import Abandoned, ChunkFetch, EdgePool, Fetcher
 from player.live import LiveView
@@ -38,10 +40,21 @@ from player.resolve import Resolver
 from player.sidx import SidxReference, parse_sidx
 from player.timeline import Segment, SegmentRef, index_segment, init_segment, segments
 
-__all__ = ["SessionError", "SessionResult", "Track", "build_track", "load_manifest", "play", "run"]
+__all__ = [
+    "BUFFER_SHARE",
+    "SessionError",
+    "SessionResult",
+    "Track",
+    "build_track",
+    "chunk_read_timeout",
+    "load_manifest",
+    "play",
+    "run",
+]
 
 SAMPLE_WINDOW = 20  # throughput samples handed to the ABR (as in player.simulate)
 SIZE_LOOKAHEAD = 5  # chunks ahead whose real sizes are asked for (MPC's horizon)
+BUFFER_SHARE = 0.5  # of the buffer's remaining time a silent link may take (the rest is for the refetch)
 
 
 class SessionError(PlayerError):
@@ -78,6 +91,20 @@ class SessionResult:
     summary: QoeSummary
     abr: str
     audio: str | None = None
+
+
+def chunk_read_timeout(
+    buffer: float, *, speed: float, playing: bool, ceiling: float, floor: float = READ_TIMEOUT_FLOOR
+) -> float:
+    """The read timeout of a video chunk in wall-clock seconds, from `buffer` media seconds at `speed`.
+
+    Playing, the buffer lasts buffer / speed wall seconds; a silent link may take `BUFFER_SHARE` of
+    that, so the retry still has the rest to bring the chunk before a stall. Before playback starts
+    (or while stalled, with nothing buffered) every silent second is a second of black screen: the
+    floor. Clamped to [floor, ceiling]; `ceiling` (the `--timeout`) wins when it is the smaller.
+    """
+    affordable = BUFFER_SHARE * buffer / speed if playing else 0.0
+    return min(ceiling, max(floor, affordable))
 
 
 def load_manifest(fetcher: Fetcher, url: str) -> Manifest:
@@ -178,11 +205,20 @@ class _Loop:
     outcomes: list[ChunkOutcome] = field(default_factory=list)
     inits: dict[tuple[str, str], bytes] = field(default_factory=dict)
     head_sizes: bool = True  # ask the edge for chunk sizes (HEAD) a few chunks ahead
+    timeout: float = DEFAULT_TIMEOUT  # the longest read timeout of a video chunk (--timeout), wall seconds
     sizes: dict[str, int | None] = field(default_factory=dict)
 
     def now(self) -> float:
         """Media-clock seconds since the session started."""
         return (self.clock() - self.t0) * self.speed
+
+    def read_timeout(self) -> float:
+        """The read timeout of a video chunk requested now (`chunk_read_timeout` of the buffer left)."""
+        self.playout = self.playout.advance(max(self.now(), self.playout.clock))
+        playing = self.playout.started_at is not None
+        return chunk_read_timeout(
+            self.playout.buffer, speed=self.speed, playing=playing, ceiling=self.timeout
+        )
 
     def init_of(self, period: Period, rep: Representation) -> bytes:
         """The initialization segment of `rep` (fetched once), b"" when self-initialising."""
@@ -274,7 +310,11 @@ class _Loop:
             watch = _Watch(loop=self, ctx=ctx, state=state, chunk=k, index=q, size=size, last=last)
             try:
                 got = self.fetcher.get(
-                    seg.url, byte_range=seg.byte_range, expected_size=self.sizes.get(seg.url), progress=watch
+                    seg.url,
+                    byte_range=seg.byte_range,
+                    expected_size=self.sizes.get(seg.url),
+                    progress=watch,
+                    read_timeout=self.read_timeout(),
                 )
             except Abandoned as exc:
                 if watch.lower is None:  # only `watch` abandons this download; anything else is a bug
@@ -398,6 +438,7 @@ def play(
         recorder=recorder,
         total=sum(t.count for t in tracks),
         head_sizes=config.chunk_sizes == "head",
+        timeout=config.timeout,
         t0=t0,
     )
     loop.view.total = loop.total

@@ -59,6 +59,13 @@ def test_edge_figures() -> None:
     assert c.upstream_fetches == 20
 
 
+def test_forwarded_heads_are_not_cache_lookups() -> None:
+    c = EdgeCounters(requests={"HIT": 6, "MISS": 2, "PASS": 12})
+    assert c.total_requests == 20
+    assert c.hit_ratio == pytest.approx(0.75)
+    assert EdgeCounters(requests={"PASS": 3}).hit_ratio is None
+
+
 def test_empty_edge_has_no_ratios() -> None:
     c = edge_counters([])
     assert c.hit_ratio is None

@@ -16,7 +16,9 @@ STORE = StoreStats(
     memory_evictions=5,
     corrupt=0,
 )
-UP = UpstreamCounters(fetches=3, bytes_fetched=250, not_modified=1, failures=0, aborted=0, fallbacks=0)
+UP = UpstreamCounters(
+    fetches=3, bytes_fetched=250, not_modified=1, failures=0, aborted=0, fallbacks=0, coalesced_probes=7
+)
 
 
 def test_render_counts_and_histogram() -> None:
@@ -44,6 +46,23 @@ def test_render_counts_and_histogram() -> None:
         "# TYPE cdn_edge_request_duration_seconds histogram",
     ):
         assert line in text.splitlines(), line
+
+
+def test_pass_is_counted_apart_and_left_out_of_the_hit_ratio() -> None:
+    m = Metrics()
+    assert m.hit_ratio() is None
+    for _ in range(5):
+        m.served("PASS", 0, 0.001)  # HEADs relayed upstream: neither hits nor misses
+    assert m.hit_ratio() is None
+    m.served("HIT", 100, 0.001)
+    m.served("COALESCED", 100, 0.001)
+    m.served("STALE", 100, 0.001)
+    m.served("MISS", 100, 0.001)
+    assert m.hit_ratio() == 0.75
+    text = m.render(STORE, UP).splitlines()
+    assert 'cdn_edge_requests_total{cache="PASS"} 5' in text
+    assert 'cdn_edge_requests_total{cache="MISS"} 1' in text
+    assert "cdn_edge_coalesced_probes_total 7" in text
 
 
 def test_rate_meter() -> None:

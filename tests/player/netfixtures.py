@@ -3,7 +3,7 @@
 `DnsResponder`: a tiny authoritative DNS server (dnspython answers over real UDP and TCP sockets on
 127.0.0.1) that records the source address and the EDNS Client Subnet of every query it gets.
 `FaultyHTTPServer`: a threaded HTTP server serving a directory, with injectable faults (5xx answers,
-short bodies, dying mid-stream), recording the path, Host header and peer of every request.
+short bodies, dying mid-stream, going silent mid-body), recording the path, Host header and peer of every request.
 """
 
 from __future__ import annotations
@@ -198,6 +198,7 @@ class Faults:
     chunked_short: dict[str, int] = field(
         default_factory=dict
     )  # path suffix -> cut, cleanly ended bodies left
+    silent: dict[str, int] = field(default_factory=dict)  # path suffix -> answers that stop half-way, open
     range_shift: int = 0  # answer a Range request with the bytes this far on (Content-Range says so)
     on_die: Callable[[], None] | None = None  # called when the server dies (e.g. to update DNS)
 
@@ -213,6 +214,7 @@ class FaultyHTTPServer:
         self.requests: list[tuple[str, str, str]] = []
         self.heads: list[str] = []
         self.connections: set[socket.socket] = set()
+        self.released = threading.Event()  # set on close: silent answers end (the connection closes)
         self._lock = threading.Lock()
         handler = _make_handler(self)
         self.server = ThreadingHTTPServer((host, port), handler)
@@ -230,6 +232,7 @@ class FaultyHTTPServer:
         if self._closed:
             return
         self._closed = True
+        self.released.set()
         self.server.shutdown()
         self.server.server_close()
         with self._lock:
@@ -298,6 +301,15 @@ def _make_handler(owner: FaultyHTTPServer) -> type[BaseHTTPRequestHandler]:
                 self.end_headers()
                 half = body[: len(body) // 2]
                 self.wfile.write(f"{len(half):x}\r\n".encode() + half + b"\r\n0\r\n\r\n")
+                return
+            if owner.take(owner.faults.silent, path):  # a hung edge: headers, half the body, then nothing
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                owner.released.wait()  # neither more bytes nor a close until the server stops
+                self.close_connection = True
                 return
             dying = owner.faults.die_during is not None and re.search(owner.faults.die_during, path)
             if dying or owner.take(owner.faults.short, path):

@@ -140,6 +140,7 @@ class TimedFetcher(Fetcher):
         byte_range: tuple[int, int] | None = None,
         expected_size: int | None = None,
         progress: ProgressCallback | None = None,
+        read_timeout: float | None = None,
     ) -> ChunkFetch:
         rep = _video_rendition(url)
         if rep is not None:
@@ -147,7 +148,13 @@ class TimedFetcher(Fetcher):
                 self._drop()
                 self.dropped_at = time.monotonic()
             self.video.append(rep)
-        got = super().get(url, byte_range=byte_range, expected_size=expected_size, progress=progress)
+        got = super().get(
+            url,
+            byte_range=byte_range,
+            expected_size=expected_size,
+            progress=progress,
+            read_timeout=read_timeout,
+        )
         self.finished[got.url] = time.monotonic()
         return got
 

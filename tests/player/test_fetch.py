@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from cdn.hostport import HostPort
-from player.fetch import STALE_RETRY_SECONDS, Abandoned, EdgePool, Fetcher, FetchError, recent_rate
+from player.fetch import (
+    STALE_RETRY_SECONDS,
+    Abandoned,
+    EdgePool,
+    Fetcher,
+    FetchError,
+    recent_rate,
+    request_timeout,
+)
 from player.resolve import Resolution, ResolveError, Resolver
 from tests.player.netfixtures import DnsResponder, FaultyHTTPServer
 from tests.player.throttle import ThrottleProxy
@@ -49,12 +59,13 @@ def make_fetcher(
     sleeps: Sleeps | None = None,
     retries: int = 3,
     failovers: int = 2,
+    timeout: float = 2,
 ) -> Fetcher:
     resolver = Resolver(server=HostPort("127.0.0.1", responder.port), source_ip=source_ip, timeout=2)
     return Fetcher(
         EdgePool(resolver),
         source_ip=source_ip,
-        timeout=2,
+        timeout=timeout,
         retries_per_edge=retries,
         max_failovers=failovers,
         backoff=lambda n: 0.05 * n,
@@ -295,6 +306,43 @@ def test_a_progress_callback_sees_every_read_and_may_let_it_finish(
     assert sizes[-1] == len(BODY)
     assert all(a[1] <= b[1] for a, b in zip(seen, seen[1:], strict=False))
     assert seen[-1][1] <= got.download_seconds
+
+
+def test_a_silent_edge_is_left_at_the_read_timeout_and_the_whole_chunk_comes_from_another(
+    edges: tuple[FaultyHTTPServer, FaultyHTTPServer],
+) -> None:
+    a, b = edges
+    a.faults.silent["chunk-1.m4s"] = 1  # headers and half the body, then nothing (the connection stays open)
+    records = {"video.cdn.test": [("A", "127.0.0.2")]}
+    with DnsResponder(records) as dns, make_fetcher(dns, retries=1, timeout=10) as f:
+        assert f.get(url(a, "chunk-2.m4s")).edge.startswith("127.0.0.2:")
+        records["video.cdn.test"] = [("A", "127.0.0.2"), ("A", "127.0.0.3")]  # offered after a fails
+        started = time.monotonic()
+        got = f.get(url(a), read_timeout=0.5)
+        elapsed = time.monotonic() - started
+    assert elapsed < f.timeout / 2  # the request's read timeout, not the client's
+    assert got.data == BODY
+    assert got.edge == f"127.0.0.3:{b.port}"
+    assert (got.retries, got.failovers) == (1, 1)
+    assert "no bytes for 0.5 s (ReadTimeout)" in got.errors[0]
+    assert [len(a.requests), len(b.requests)] == [2, 1]
+
+
+@pytest.mark.parametrize(
+    ("timeout", "read_timeout", "expected"),
+    [
+        (10.0, None, httpx.Timeout(10.0)),  # the client's
+        (10.0, 2.0, httpx.Timeout(10.0, read=2.0)),  # only the read timeout is shortened
+        (2.0, 30.0, httpx.Timeout(2.0)),  # never longer than the client's
+    ],
+)
+def test_request_timeout(timeout: float, read_timeout: float | None, expected: httpx.Timeout) -> None:
+    assert request_timeout(timeout, read_timeout) == expected
+
+
+def test_request_timeout_rejects_a_non_positive_read_timeout() -> None:
+    with pytest.raises(ValueError, match="read_timeout must be > 0 s, got 0"):
+        request_timeout(10.0, 0.0)
 
 
 def test_recent_rate_of_a_throttled_download_matches_the_link(tmp_path: Path) -> None:

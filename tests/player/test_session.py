@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +16,12 @@ from cdn.hostport import HostPort
 from player.abr import AbrContext, Decision, Observation
 from player.abr.base import Progress
 from player.cli import main
-from player.config import PlayerConfig
+from player.config import READ_TIMEOUT_FLOOR, PlayerConfig
 from player.fetch import EdgePool, Fetcher
 from player.output import verify_decodes
 from player.report import report_document, write_report
 from player.resolve import Resolver
-from player.session import SessionResult, play
+from player.session import SessionResult, chunk_read_timeout, play
 from tests.player.netfixtures import DnsResponder, Faults, FaultyHTTPServer
 from tests.player.throttle import ThrottleProxy
 
@@ -136,6 +137,50 @@ def test_dead_edge_reresolves_and_continues_at_the_same_chunk(store: Path, dns: 
     assert result.records[1].retries == 2  # the cut-off answer, then a refused connection
     assert [r.number for r in result.records] == list(range(1, len(result.records) + 1))  # no gap, no repeat
     same_as_store(result, store)
+
+
+@pytest.mark.parametrize(
+    ("buffer", "speed", "playing", "ceiling", "expected"),
+    [
+        (0.0, 1.0, False, 10.0, READ_TIMEOUT_FLOOR),  # startup: every silent second delays the first frame
+        (3.9, 1.0, False, 10.0, READ_TIMEOUT_FLOOR),  # still startup, whatever is buffered
+        (0.0, 1.0, True, 10.0, READ_TIMEOUT_FLOOR),  # stalled
+        (3.0, 1.0, True, 10.0, READ_TIMEOUT_FLOOR),  # 1.5 s affordable: a slow link still gets the floor
+        (12.0, 1.0, True, 10.0, 6.0),  # half of the 12 wall seconds the buffer lasts
+        (30.0, 1.0, True, 10.0, 10.0),  # never longer than --timeout
+        (30.0, 10.0, True, 10.0, READ_TIMEOUT_FLOOR),  # --speed 10: the buffer lasts 3 wall seconds
+        (40.0, 2.0, True, 10.0, 10.0),
+        (0.0, 1.0, False, 1.0, 1.0),  # a --timeout under the floor wins
+        (30.0, 1.0, True, 1.0, 1.0),
+    ],
+)
+def test_chunk_read_timeout(
+    buffer: float, speed: float, playing: bool, ceiling: float, expected: float
+) -> None:
+    assert chunk_read_timeout(buffer, speed=speed, playing=playing, ceiling=ceiling) == pytest.approx(
+        expected
+    )
+
+
+def test_a_silent_edge_is_left_long_before_the_timeout_when_the_buffer_is_low(
+    store: Path, edge: FaultyHTTPServer, dns: DnsResponder
+) -> None:
+    edge.faults.silent["-00002.m4s"] = 1  # chunk 2 stops half-way, the connection left open
+    config = PlayerConfig(url=manifest_url(edge), dns=HostPort("127.0.0.1", dns.port), speed=50, quiet=True,
+                          max_buffer=8, startup=2, timeout=10)  # fmt: skip
+    resolver = Resolver(server=config.dns, timeout=2)
+    with Fetcher(EdgePool(resolver), timeout=config.timeout, backoff=lambda n: 0.01 * n) as fetcher:
+        started = time.monotonic()
+        result = play(config, fetcher)
+        elapsed = time.monotonic() - started
+    # at 50x a 2 s buffer lasts 0.04 wall seconds: the floor (~2 s) fires, not the 10 s timeout
+    assert READ_TIMEOUT_FLOOR <= elapsed < config.timeout / 2
+    assert result.records[1].retries == 1  # retried at the same edge, which now answers in full
+    assert result.records[1].failovers == 0
+    assert [r.retries for r in result.records if r.index != 1] == [0] * (len(result.records) - 1)
+    video = f"/videos/demo/chunk-{result.records[1].representation}-00002.m4s"
+    assert [p for p, _h, _peer in edge.requests].count(video) == 2
+    same_as_store(result, store)  # the chunk used is the whole one, never the silent half
 
 
 def test_a_redirected_manifest_resolves_chunks_against_the_final_url(
