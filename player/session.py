@@ -7,8 +7,8 @@ segments are fetched alongside the video chunk they overlap); before each reques
 chunk fits under the buffer cap; fetch the init segment the first time a representation is used,
 then the chunk; record it. While a video chunk downloads, every `PROGRESS_SECONDS` of media time
 the ABR may abandon it for a lower representation (as in `player.simulate`): the partial body is
-dropped and the same chunk is fetched again lower, so only complete chunks are ever used. A video
-chunk's read timeout (the longest wait for the next bytes) is what the viewer can afford
+dropped and the same chunk is fetched again lower, so only complete chunks are ever used. A chunk's
+(video or audio) read timeout (the longest wait for the next bytes) is what the viewer can afford
 (`chunk_read_timeout`): half the wall-clock time the buffer still lasts, between `READ_TIMEOUT_FLOOR`
 and `--timeout`, the floor before playback starts; so a link that stops dead mid-chunk is retried (then
 failed over) before the buffer runs dry. Caveats: the session clock is the wall clock × `speed`, so
@@ -383,7 +383,7 @@ class _Loop:
         while i < len(track.audio_segments) and track.audio_segments[i].start < until - 1e-6:
             seg = track.audio_segments[i]
             init = self.init_of(track.period, track.audio)
-            data = self.fetcher.get(seg.url, byte_range=seg.byte_range).data
+            data = self.fetcher.get(seg.url, byte_range=seg.byte_range, read_timeout=self.read_timeout()).data
             if self.recorder is not None:
                 self.recorder.add_audio(init, data, run=str(track.period.id or track.period.start))
             i += 1
