@@ -87,6 +87,13 @@ def run_set(label: str, traces: list[Trace], video: str, ctx: AbrContext) -> Non
     print(f"abr {label} {video} {DEFAULT_ABR} (default) playable: ratio {mine:.3f} of optimum over the "
           f"{len(playable)} traces whose optimum is above 0 ({len(traces) - len(playable)} are too slow for "
           f"even the lowest rung: every plan stalls for long and one such trace can outweigh all others)")  # fmt: skip
+    if len(playable) < len(traces):
+        slow = [i for i in range(len(traces)) if i not in set(playable)]
+        lost = sum(optimum[i] - scores[DEFAULT_ABR][i] for i in slow)
+        need = 1 - (0.1 * sum(optimum) - lost) / max(sum(optimum[i] for i in playable), 1e-12)
+        print(f"abr {label} {video} {DEFAULT_ABR} (default) needed: ratio {need:.3f} on the playable traces "
+              f"would make the plain ratio 0.9 (the slow traces as they are: the default loses "
+              f"{lost:.2f} QoE_lin/chunk there, summed over those traces)")  # fmt: skip
     pensieve = _pensieve_ratio(traces, ctx, runs[DEFAULT_ABR])
     print(f"abr {label} {video} {DEFAULT_ABR} (default) pensieve-convention: ratio {pensieve:.3f} of optimum "
           f"(first chunk fixed at the default's first rung for the optimum too, and left out)")  # fmt: skip
