@@ -1,9 +1,10 @@
 """The DNS router: an authoritative, geo-aware DNS server that sends every viewer to the nearest healthy edge.
 
 Core (pure): `wire` (hand parsing), `geo` (locating clients), `policy` (choosing edges), `zone`
-(authoritative lookup), `health` (hysteresis), `answer` (bytes in, bytes out), `metrics` (counters).
-Shell: `server` (UDP/TCP, with `udpbatch` for recvmmsg/sendmmsg), `http` (side port), `service`
-(assembly), `workers` (extra processes and their counters link), `cli` (`cdn-dns`).
+(authoritative lookup), `health` (hysteresis), `answer` (bytes in, bytes out), `metrics` (counters),
+`link` (frames between processes). Shell: `server` (UDP/TCP, with `udpbatch` for recvmmsg/sendmmsg),
+`http` (side port), `service` (assembly), `workers` (extra processes and their link: edge states in,
+counters out), `cli` (`cdn-dns`).
 """
 
 from __future__ import annotations

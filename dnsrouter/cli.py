@@ -4,7 +4,8 @@ cdn-dns serve --topology topology.yaml [--listen 127.0.0.1:5353] [--http 127.0.0
 cdn-dns check --topology topology.yaml
 
 With `--workers N` the main process starts N-1 extra workers (`dnsrouter.workers`) that share the DNS
-port; only the main process opens the side port, and its /metrics adds up every worker's counters.
+port; only the main process polls the edges (it pushes their states to the workers) and opens the side
+port, and its /metrics adds up every worker's counters.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from cdn.topology import TopologyError, load_topology
 from dnsrouter.config import DnsRouterConfig, parse_args
 from dnsrouter.errors import DNSRouterError
 from dnsrouter.service import DnsRouterService
-from dnsrouter.workers import Worker, WorkerPool, serve_counters, spawn_workers, stop_workers
+from dnsrouter.workers import Worker, WorkerPool, serve_link, spawn_workers, stop_workers
 
 __all__ = ["main"]
 
@@ -31,37 +32,53 @@ log = logging.getLogger("dnsrouter")
 async def _serve(config: DnsRouterConfig, workers: Sequence[Worker]) -> None:
     service = DnsRouterService(
         config.topology, listen=config.listen, http=config.http, reuse_port=config.reuse_port,
-        idle_timeout=config.idle_timeout, workers=WorkerPool.of(workers) if workers else None,
+        idle_timeout=config.idle_timeout, poll_health=config.link_fd is None,
+        workers=WorkerPool.of(workers) if workers else None,
     )  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with service:
-        link = _report_counters(config, service, stop)
-        gc.freeze()  # everything built so far lives forever: keep it out of the collector's scans
-        http = f", HTTP on {config.http.host}:{service.http_port}" if config.http else ""
-        log.info(
-            "serving DNS for %s on %s:%d (UDP and TCP)%s; %d edges",
-            ", ".join(z.name for z in config.topology.zones), config.listen.host, service.dns_port, http,
-            len(config.topology.edges),
-        )  # fmt: skip
-        await stop.wait()
-        if link is not None:
-            link.cancel()
+    told = asyncio.Event()
+    link = _serve_link(config, service, told, stop)
+    if link is not None:  # an extra worker opens its DNS socket only once it knows the edges' states
+        await _first_of(told, stop)
+    if not stop.is_set():
+        async with service:
+            gc.freeze()  # everything built so far lives forever: keep it out of the collector's scans
+            http = f", HTTP on {config.http.host}:{service.http_port}" if config.http else ""
+            log.info(
+                "serving DNS for %s on %s:%d (UDP and TCP)%s; %d edges",
+                ", ".join(z.name for z in config.topology.zones), config.listen.host, service.dns_port, http,
+                len(config.topology.edges),
+            )  # fmt: skip
+            await stop.wait()
+    if link is not None:
+        link.cancel()
     log.info("stopped")
 
 
-def _report_counters(
-    config: DnsRouterConfig, service: DnsRouterService, stop: asyncio.Event
+def _serve_link(
+    config: DnsRouterConfig, service: DnsRouterService, told: asyncio.Event, stop: asyncio.Event
 ) -> asyncio.Task[None] | None:
-    """In an extra worker: serve its counters to the main process, and stop when the main process is gone."""
-    if config.counters_fd is None:
+    """In an extra worker: take edge states from the main process and serve it counters; stop when it is gone."""
+    if config.link_fd is None:
         return None
-    sock = socket.socket(fileno=config.counters_fd)
-    task = asyncio.create_task(serve_counters(sock, service.responder.metrics), name="counters-link")
+    sock = socket.socket(fileno=config.link_fd)
+    responder = service.responder
+    task = asyncio.create_task(serve_link(sock, responder.metrics, responder.router, told), name="link")
     task.add_done_callback(lambda _: stop.set())
     return task
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    """Wait until any of `events` is set."""
+    waits = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
 
 
 def _check(args_topology: str) -> int:

@@ -31,14 +31,14 @@ class DnsRouterConfig:
     reuse_port: bool = False
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     log_level: str = "INFO"
-    counters_fd: int | None = None  # set in an extra worker: its link to the main process (see workers.py)
+    link_fd: int | None = None  # set in an extra worker: its link to the main process (see workers.py)
 
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise ConfigError(f"--workers {self.workers}: need at least 1 worker")
-        if self.counters_fd is not None and (self.counters_fd < 0 or self.workers > 1):
+        if self.link_fd is not None and (self.link_fd < 0 or self.workers > 1):
             raise ConfigError(
-                f"--counters-fd {self.counters_fd}: only for an extra worker (--workers 1), and a valid descriptor"
+                f"--link-fd {self.link_fd}: only for an extra worker (--workers 1), and a valid descriptor"
             )
 
     @classmethod
@@ -56,7 +56,7 @@ class DnsRouterConfig:
             workers=args.workers,
             reuse_port=args.reuse_port or args.workers > 1,
             log_level=args.log_level,
-            counters_fd=args.counters_fd,
+            link_fd=args.link_fd,
         )
 
 
@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-http", action="store_true", help="do not open the HTTP side port")
     serve.add_argument("--workers", type=int, default=1, help="processes sharing the DNS port (SO_REUSEPORT)")
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
-    serve.add_argument("--counters-fd", type=int, help=argparse.SUPPRESS)  # set by the main process only
+    serve.add_argument("--link-fd", type=int, help=argparse.SUPPRESS)  # set by the main process only
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     check = sub.add_parser("check", help="validate the topology file and print a summary")
     check.add_argument("--topology", type=Path, default=DEFAULT_TOPOLOGY)

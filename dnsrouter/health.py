@@ -15,7 +15,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import httpx
@@ -96,10 +96,14 @@ def observe(tracker: Tracker, probe: Probe, settings: HealthSettings, capacity: 
 class HealthPoller:
     """Polls every edge's health URL on a fixed schedule and tells the router about changes."""
 
-    def __init__(self, edges: Iterable[Edge], settings: HealthSettings, router: Router) -> None:
+    def __init__(
+        self, edges: Iterable[Edge], settings: HealthSettings, router: Router,
+        *, on_change: Callable[[], None] | None = None,
+    ) -> None:  # fmt: skip
         self.edges = tuple(edges)
         self.settings = settings
         self.router = router
+        self.on_change = on_change  # after any edge's state changed: the main process tells its workers
         self.trackers: dict[str, Tracker] = {e.name: Tracker() for e in self.edges}
         self.polls = 0
 
@@ -132,6 +136,8 @@ class HealthPoller:
         after = observe(before, probe, self.settings, edge.capacity)
         self.trackers[edge.name] = after
         if self.router.set_state(edge.name, after.state):
+            if self.on_change is not None:
+                self.on_change()
             log.info(
                 "edge %s is now %s%s (%s)", edge.name, after.health.value,
                 ", overloaded" if after.state.overloaded else "", probe.error or "health check passed",

@@ -2,8 +2,9 @@
 
 `build_responder(topology)` wires the pure parts; `DnsRouterService` owns the sockets and tasks
 (`start()` / `stop()`, or `async with`), and reports the ports it actually bound (port 0 allowed).
-In the main process of `--workers N` it also owns the links to the extra workers (`workers.WorkerPool`),
-whose counters its /metrics adds to its own.
+In the main process of `--workers N` it also owns the links to the extra workers (`workers.WorkerPool`):
+it pushes them every change of edge state its poller sees, and its /metrics adds their counters to its own.
+An extra worker runs with `poll_health=False` and gets its edge states over its link (see cli.py).
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ class DnsRouterService:
         db = topology.dns.geoip_db
         self.geo = open_geo_database(str(db)) if db is not None else None
         self.responder = build_responder(topology, geo=self.geo)
-        self.poller = HealthPoller(topology.edges, topology.dns.health, self.responder.router)
+        self.poller = HealthPoller(
+            topology.edges, topology.dns.health, self.responder.router, on_change=self._push_states
+        )
         collect = workers.collect if workers is not None else None
         self.app = HttpApp(topology, self.responder, self.poller.details, workers=collect)
         self._closers: list[UdpEndpoint | asyncio.Server] = []
@@ -70,8 +73,14 @@ class DnsRouterService:
             self.http_port = server.sockets[0].getsockname()[1]
         if self.workers is not None:
             await self.workers.start()
+            self._push_states()  # the whole table at once: each worker waits for it before serving
         if self.poll_health:
             self._tasks.append(asyncio.create_task(self.poller.run(), name="health-poller"))
+
+    def _push_states(self) -> None:
+        if self.workers is not None:
+            router = self.responder.router
+            self.workers.push_states(router.states, router.generation)
 
     async def stop(self) -> None:
         """Close every socket and link, cancel the poller and close the geo database."""

@@ -7,9 +7,13 @@ conditional GET refreshed the stale entry), or FAILED (no usable response). Read
 for the next ones: no polling and no lock timeout. The fill runs in its own task, so it finishes
 and commits even if every client has left; if the upstream breaks mid-body, every reader gets
 the UpstreamError (the server then aborts their connections) and nothing is stored.
+A fill sends upstream the forwarded headers of the request that started it (`Fill.request`); once
+its head is in, `Fill.serves` tells whether another request may share it (RFC 9111 §4.1: the same
+values of the headers its Vary names), and a finished fill is stored with those values.
 `Filler.probe` is the exception to "one exchange fills": a HEAD upstream for a client's HEAD miss,
 answered as a `Probe` and never stored. Concurrent HEADs for a key share the one probe in flight
-(in its own task, like a fill); a finished probe is forgotten, so a later HEAD asks again.
+(in its own task, like a fill; `Probe.serves` checks its Vary like `Fill.serves`); a finished
+probe is forgotten, so a later HEAD asks again.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from edge.cachecontrol import Freshness, format_http_date, freshness_of, initial
 from edge.errors import StoreError, UpstreamBrokenError, UpstreamError
 from edge.store import Entry, Store, checksum
 from edge.upstream import UpstreamChain, UpstreamResponse
+from edge.vary import Forwarded, Selection, same_variant, select, vary_names
 
 __all__ = ["Fill", "FillOutcome", "Filler", "FillStats", "Probe", "stored_headers"]
 
@@ -67,20 +72,27 @@ class Probe:
     headers: tuple[tuple[str, str], ...]  # end-to-end headers, a Date included
     length: int | None  # the Content-Length the upstream announced, if any
     age: float  # seconds: the upstream's Age plus the round trip (RFC 9111 §4.2.3)
+    request: Forwarded = ()  # the forwarded headers the HEAD was sent with
+
+    def serves(self, request: Forwarded) -> bool:
+        """May a HEAD with these forwarded headers get this answer (the same variant, RFC 9111 §4.1)?"""
+        return same_variant(vary_names(self.headers), self.request, request)
 
 
 class Fill:
     """The one in-flight upstream exchange for a cache key, shared by all its readers."""
 
-    def __init__(self, key: str, stale: Entry | None, started: float) -> None:
+    def __init__(self, key: str, stale: Entry | None, started: float, request: Forwarded = ()) -> None:
         self.key = key
         self.stale = stale
         self.started = started
+        self.request = request  # the forwarded headers of the request that started it, sent upstream
         self.head: asyncio.Future[FillOutcome] = asyncio.get_running_loop().create_future()
         self.status = 0
         self.headers: list[tuple[str, str]] = []
         self.length: int | None = None
         self.freshness: Freshness | None = None
+        self.vary: tuple[str, ...] | None = ()  # the names its Vary lists; None for `Vary: *`
         self.chunks: list[bytes] = []
         self.received = 0
         self.done = False
@@ -95,6 +107,15 @@ class Fill:
         """May readers other than the first get this response (not private / no-store)?"""
         return self.freshness is not None or self.status >= 300
 
+    @property
+    def selection(self) -> Selection | None:
+        """What the entry stored from this fill records (RFC 9111 §4.1); None: not storable (`Vary: *`)."""
+        return None if self.vary is None else select(self.vary, self.request)
+
+    def serves(self, request: Forwarded) -> bool:
+        """May a request with these forwarded headers share this response (known once the head is in)?"""
+        return self.shareable and same_variant(self.vary, self.request, request)
+
     def _resolve(self, outcome: FillOutcome) -> None:
         if not self.head.done():
             self.head.set_result(outcome)
@@ -104,6 +125,7 @@ class Fill:
     ) -> None:
         """The upstream head is in (`length`: its Content-Length, if any): readers may stream."""
         self.status, self.headers, self.freshness = status, headers, freshness
+        self.vary = vary_names(headers)
         self.length = _content_length(length)
         self._resolve(FillOutcome.STREAM)
 
@@ -196,18 +218,24 @@ class Filler:
         self.stats = FillStats()
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    def get_or_start(self, key: str, stale: Entry | None = None) -> tuple[Fill, bool]:
-        """The fill in flight for `key`, or a new one (second value True when we started it)."""
+    def get_or_start(
+        self, key: str, stale: Entry | None = None, *, request: Forwarded = ()
+    ) -> tuple[Fill, bool]:
+        """The fill in flight for `key`, or a new one for `request` (second value True when we started it).
+
+        A fill in flight may turn out to be another variant: the caller checks `Fill.serves` once
+        its head is in.
+        """
         fill = self.fills.get(key)
         if fill is not None:
             return fill, False
-        fill = self.start_private(key, stale)
+        fill = self.start_private(key, stale, request=request)
         self.fills[key] = fill
         return fill, True
 
-    def start_private(self, key: str, stale: Entry | None = None) -> Fill:
-        """Start a fill that is not shared (used when a shared one turned out private)."""
-        fill = Fill(key, stale, self.clock())
+    def start_private(self, key: str, stale: Entry | None = None, *, request: Forwarded = ()) -> Fill:
+        """Start a fill that is not shared (when a shared one turned out private or another variant)."""
+        fill = Fill(key, stale, self.clock(), request)
         self._spawn(self._run(fill))
         return fill
 
@@ -218,16 +246,18 @@ class Filler:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def probe(self, key: str) -> Probe:
+    async def probe(self, key: str, request: Forwarded = (), *, shared: bool = True) -> Probe:
         """HEAD `key` upstream for a client's HEAD miss, or join the HEAD in flight for it.
 
         Players learn chunk sizes with HEAD across every representation; filling on HEAD would
         fetch and cache renditions nobody watches, and N players probing the same chunk at once
-        must not send N HEADs upstream. The probe runs in its own task: a caller leaving does not
-        cancel it for the others. Nothing is stored. Raise UpstreamError (every caller gets the
-        same one), also when the edge shuts down before the answer is in.
+        must not send N HEADs upstream. The HEAD carries the forwarded headers `request` of the
+        caller that starts it; a joiner checks `Probe.serves` and, for another variant, asks
+        again with `shared=False` (a HEAD of its own). The probe runs in its own task: a caller
+        leaving does not cancel it for the others. Nothing is stored. Raise UpstreamError (every
+        caller gets the same one), also when the edge shuts down before the answer is in.
         """
-        task = self._probe_in_flight(key)
+        task = self._probe_in_flight(key, request) if shared else self._spawn(self._probe(key, request))
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -237,22 +267,22 @@ class Filler:
                 raise UpstreamBrokenError(f"the edge is shutting down; {key} was not probed") from None
             raise
 
-    def _probe_in_flight(self, key: str) -> asyncio.Task[Probe]:
-        """The probe in flight for `key` (this caller counted as a waiter), or a new one."""
+    def _probe_in_flight(self, key: str, request: Forwarded) -> asyncio.Task[Probe]:
+        """The probe in flight for `key` (this caller counted as a waiter), or a new one for `request`."""
         task = self.probes.get(key)
         if task is None or task.done():  # done while still listed: cancelled by `close` before it ran
-            task = self.probes[key] = self._spawn(self._probe(key))
+            task = self.probes[key] = self._spawn(self._probe(key, request))
         else:
             self.stats.probe_waiters += 1
         return task
 
-    async def _probe(self, key: str) -> Probe:
+    async def _probe(self, key: str, request: Forwarded) -> Probe:
         """The one HEAD upstream behind `probe`; forgotten before its answer is handed out."""
         request_time = self.clock()
         self.stats.probes += 1
         try:
             # the request a cold fill sends (no stale entry, so no validators), as HEAD
-            resp = await self.upstream.start(key, _conditional_headers(None), method="HEAD")
+            resp = await self.upstream.start(key, [*_conditional_headers(None), *request], method="HEAD")
             response_time = self.clock()
             await resp.finished()
         except UpstreamError:
@@ -270,6 +300,7 @@ class Filler:
             headers=tuple(headers),
             length=_content_length(resp.headers.get("content-length")),
             age=initial_age(resp.headers, request_time=request_time, response_time=response_time),
+            request=request,
         )
 
     def purge(self, match: Callable[[str], bool]) -> None:
@@ -308,11 +339,11 @@ class Filler:
     async def _exchange(self, fill: Fill) -> None:
         request_time = self.clock()
         self.stats.fetches += 1
-        resp = await self.upstream.start(fill.key, _conditional_headers(fill.stale))
+        resp = await self.upstream.start(fill.key, [*_conditional_headers(fill.stale), *fill.request])
         response_time = self.clock()
         if fill.stale is not None and resp.status == 304:
             await resp.finished()
-            self._refresh(fill.stale, resp, request_time, response_time)
+            self._refresh(fill.stale, fill.request, resp, request_time, response_time)
             self.stats.not_modified += 1
             fill._resolve(FillOutcome.NOT_MODIFIED)
             return
@@ -334,16 +365,28 @@ class Filler:
             self.stats.aborted += 1
             raise
         fill.finish()
-        if freshness is not None and not fill.purged:
-            await self._commit(fill, freshness)
+        selection = fill.selection
+        if freshness is not None and selection is not None and not fill.purged:
+            await self._commit(fill, freshness, selection)
 
     def _refresh(
-        self, entry: Entry, resp: UpstreamResponse, request_time: float, response_time: float
+        self,
+        entry: Entry,
+        request: Forwarded,
+        resp: UpstreamResponse,
+        request_time: float,
+        response_time: float,
     ) -> None:
         """Apply a 304's headers to the stored entry (RFC 9111 §4.3.4) and restart its age."""
         fresh = dict(stored_headers(resp.header_list))
         lower = {k.lower() for k in fresh}
         entry.headers = [(k, v) for k, v in entry.headers if k.lower() not in lower] + list(fresh.items())
+        names = vary_names(entry.headers)
+        if names is None:  # the 304 says `Vary: *`: the entry can never be reused (RFC 9111 §4.1)
+            if self.store.peek(entry.key) is entry:
+                self.store.remove(entry.key)
+            return
+        entry.vary = select(names, request)  # `request` matched the old values; the names may have changed
         merged = _with_date({k.lower(): v for k, v in entry.headers} | resp.headers, response_time)
         entry.freshness = (
             freshness_of(entry.status, merged, negative_ttl=self.negative_ttl) or entry.freshness
@@ -359,7 +402,7 @@ class Filler:
         except StoreError as exc:
             log.warning("could not persist the refreshed entry %s: %s", entry.key, exc)
 
-    async def _commit(self, fill: Fill, freshness: Freshness) -> None:
+    async def _commit(self, fill: Fill, freshness: Freshness, selection: Selection) -> None:
         body = fill.body()
         if len(body) > self.store.capacity or (fill.length is not None and len(body) != fill.length):
             return
@@ -371,6 +414,7 @@ class Filler:
             checksum=checksum(body),
             stored_at=fill.stored_at,
             freshness=freshness,
+            vary=selection,
         )
         in_memory = len(body) <= self.store.memory_capacity
         if in_memory:

@@ -6,7 +6,8 @@
 Everything else (disk reads, misses, revalidation, stale-on-error, admin) runs in `handle`.
 A HEAD for a key with nothing cached and no fill in flight is forwarded upstream as a HEAD
 (X-Cache PASS; concurrent ones share one) and never fills: players probe the sizes of chunks
-they may never fetch.
+they may never fetch. An entry or a fill is used for a request only when it is the variant that
+request selects (`edge.vary`, RFC 9111 §4.1); another variant is a miss, whose fill replaces it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from edge.http import HttpConnection, Request
 from edge.metrics import CacheStatus, Metrics, RateMeter, UpstreamCounters
 from edge.store import Entry, Store
 from edge.upstream import UpstreamChain, UpstreamPool
+from edge.vary import Forwarded, forwarded, matches
 
 __all__ = ["EdgeServer"]
 
@@ -144,7 +146,7 @@ class EdgeServer:
         except BadPathError:
             return False
         entry = self.store.lookup(key)
-        if entry is None:
+        if entry is None or (entry.vary and not matches(entry.vary, forwarded(req.headers))):
             return False
         body = self.store.memory_body(key)
         if body is None:
@@ -190,31 +192,45 @@ class EdgeServer:
         if req.method not in ("GET", "HEAD"):
             raise RequestError(f"method {req.method} is not allowed; use GET or HEAD", status=405)
         key = self._key(req.target)
-        entry = self.store.lookup(key)
+        request = forwarded(req.headers)
+        entry = self._lookup(key, request)
         if entry is not None:
-            if await self._from_entry(conn, req, entry):
+            if await self._from_entry(conn, req, entry, request):
                 return
-            entry = self.store.lookup(key)  # a corrupt body may have removed it
+            entry = self._lookup(key, request)  # a corrupt body may have removed it
         if entry is None and req.method == "HEAD" and key not in self.filler.fills:
-            await self._probe(conn, req, key)
+            await self._probe(conn, req, key, request)
             return
-        fill, created = self.filler.get_or_start(key, stale=entry)
-        await self._from_fill(conn, req, fill, created, entry)
+        fill, created = self.filler.get_or_start(key, stale=entry, request=request)
+        await self._from_fill(conn, req, fill, created, entry, request)
 
-    async def _probe(self, conn: HttpConnection, req: Request, key: str) -> None:
+    def _lookup(self, key: str, request: Forwarded) -> Entry | None:
+        """The entry for `key` if it is the variant `request` selects; another one is a miss here.
+
+        RFC 9111 §4.1: a stored response is reused only when the request's values of the headers
+        its Vary names match the ones it was stored for. Nor is it then revalidated or served stale
+        for this request: the fill that follows fetches this request's variant and replaces it.
+        """
+        entry = self.store.lookup(key)
+        return entry if entry is None or matches(entry.vary, request) else None
+
+    async def _probe(self, conn: HttpConnection, req: Request, key: str, request: Forwarded) -> None:
         """A HEAD miss: relay the upstream's HEAD (X-Cache PASS, 0 bytes); no fill, nothing stored.
 
-        Concurrent HEADs for `key` share one upstream HEAD and all get its answer (or its error).
+        Concurrent HEADs for `key` share one upstream HEAD and get its answer (or its error), unless
+        the answer varies on a header whose value differs for them: they then ask for their own.
         """
         try:
-            probe = await self.filler.probe(key)
+            probe = await self.filler.probe(key, request)
+            if not probe.serves(request):
+                probe = await self.filler.probe(key, request, shared=False)
         except UpstreamError as exc:
             self._send_error(conn, req, exc.status, f"upstream failed: {exc}", [("X-Cache", "PASS")])
             return
         responses.send_probe(self, conn, req, probe, "PASS")
         self.metrics.served("PASS", 0, time.perf_counter() - req.started)
 
-    async def _from_entry(self, conn: HttpConnection, req: Request, entry: Entry) -> bool:
+    async def _from_entry(self, conn: HttpConnection, req: Request, entry: Entry, request: Forwarded) -> bool:
         """Serve a FRESH or stale-while-revalidate entry; False when it must be revalidated or refetched."""
         decision = decide(entry.freshness, entry.age(self.clock()))
         if decision is Decision.REVALIDATE:
@@ -223,30 +239,39 @@ class EdgeServer:
         if body is None:
             return False
         if decision is Decision.STALE_WHILE_REVALIDATE:
-            self.filler.get_or_start(entry.key, stale=entry)
+            self.filler.get_or_start(entry.key, stale=entry, request=request)
             self._serve_entry(conn, req, entry, body, "STALE")
         else:
             self._serve_entry(conn, req, entry, body, "HIT")
         return True
 
     async def _from_fill(
-        self, conn: HttpConnection, req: Request, fill: Fill, created: bool, stale: Entry | None
+        self,
+        conn: HttpConnection,
+        req: Request,
+        fill: Fill,
+        created: bool,
+        stale: Entry | None,
+        request: Forwarded,
     ) -> None:
+        """Answer from a fill; a waiter that finds it private or another variant fetches its own."""
         if not created:
             self.metrics.coalesced_waiters += 1
         outcome = await asyncio.shield(fill.head)
         if outcome is FillOutcome.NOT_MODIFIED and fill.stale is not None:
-            body = await self._body(fill.stale)
+            # a waiter may have joined a revalidation of another variant than its own
+            body = await self._body(fill.stale) if matches(fill.stale.vary, request) else None
             if body is not None:
                 self._serve_entry(conn, req, fill.stale, body, "REVALIDATED")
                 return
-            fill, created = self.filler.get_or_start(fill.key)
+            fill, created = self.filler.get_or_start(fill.key, request=request)
             outcome = await asyncio.shield(fill.head)
         if outcome is FillOutcome.FAILED or (fill.status >= 500 and stale is not None):
             await self._on_failure(conn, req, fill, stale)
             return
-        if not fill.shareable and not created:
-            fill, created = self.filler.start_private(fill.key), True
+        if not created and not fill.serves(request):
+            # private, or varies on a header whose value differs here: known only now, with the head
+            fill, created = self.filler.start_private(fill.key, request=request), True
             if await asyncio.shield(fill.head) is FillOutcome.FAILED:
                 await self._on_failure(conn, req, fill, None)
                 return

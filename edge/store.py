@@ -1,10 +1,11 @@
 """The cache's storage: a bytes-bounded LRU on disk plus a bounded in-memory tier for hot objects.
 
 Layout: `CACHE_DIR/objects/ab/<hash>.body` holds the body and `<hash>.meta` (JSON) its key, status,
-headers, freshness, size and CRC-32. A commit writes both as `*.tmp`, renames the body, then the
-meta: the meta is the commit marker. At start the index is rebuilt from the `.meta` files; tmp
-leftovers, orphan bodies and entries whose body has the wrong length are removed. A body read from
-disk is checked against its length and CRC-32 before it is served; a bad one is dropped (a miss).
+headers, freshness, size, CRC-32 and, for a response with Vary, the request values it was stored
+for. A commit writes both as `*.tmp`, renames the body, then the meta: the meta is the commit
+marker. At start the index is rebuilt from the `.meta` files; tmp leftovers, orphan bodies and
+entries whose body has the wrong length are removed. A body read from disk is checked against its
+length and CRC-32 before it is served; a bad one is dropped (a miss).
 
 Goals / plan / caveats: index mutations happen on the event-loop thread only; file writes and
 reads are plain blocking functions the caller runs in a worker thread (`write_files`,
@@ -25,10 +26,14 @@ from pathlib import Path
 
 from edge.cachecontrol import Freshness
 from edge.errors import StoreError
+from edge.vary import Selection
 
 __all__ = ["Entry", "RebuildReport", "Store", "StoreStats"]
 
-_META_VERSION = 1
+# v2 adds `vary`. An entry without Vary data is still written as v1, so code that knows only v1
+# keeps those after a rollback and drops (never misserves) the varied ones.
+_META_VERSION = 2
+_META_VERSIONS = (1, 2)
 
 
 @dataclass(slots=True, kw_only=True, eq=False)
@@ -42,6 +47,7 @@ class Entry:
     checksum: int
     stored_at: float
     freshness: Freshness
+    vary: Selection = ()  # the request's values of the headers its Vary names (RFC 9111 §4.1)
     meta_size: int = 0
     accounted: int = 0  # bytes this entry added to the store's total when it was admitted
     rendered: dict[str, bytes] = field(default_factory=dict)  # response heads cached by the server
@@ -63,8 +69,8 @@ class Entry:
     def to_meta(self) -> bytes:
         """The JSON sidecar describing this entry."""
         f = self.freshness
-        doc = {
-            "v": _META_VERSION,
+        doc: dict[str, object] = {
+            "v": _META_VERSION if self.vary else 1,
             "key": self.key,
             "status": self.status,
             "headers": self.headers,
@@ -73,14 +79,16 @@ class Entry:
             "stored_at": self.stored_at,
             "freshness": [f.ttl, f.stale_while_revalidate, f.stale_if_error, f.must_revalidate],
         }
+        if self.vary:
+            doc["vary"] = self.vary
         return json.dumps(doc, separators=(",", ":")).encode()
 
     @classmethod
     def from_meta(cls, data: bytes) -> Entry:
         """Parse a sidecar; raise ValueError/KeyError/TypeError when it is damaged."""
         doc = json.loads(data)
-        if doc["v"] != _META_VERSION:
-            raise ValueError(f"meta version {doc['v']} is not {_META_VERSION}")
+        if doc["v"] not in _META_VERSIONS:
+            raise ValueError(f"meta version {doc['v']} is not one of {_META_VERSIONS}")
         ttl, swr, sie, mr = doc["freshness"]
         return cls(
             key=str(doc["key"]),
@@ -90,6 +98,7 @@ class Entry:
             checksum=int(doc["crc32"]),
             stored_at=float(doc["stored_at"]),
             freshness=Freshness(ttl=ttl, stale_while_revalidate=swr, stale_if_error=sie, must_revalidate=mr),
+            vary=tuple((str(n), None if v is None else str(v)) for n, v in doc.get("vary", ())),
             meta_size=len(data),
         )
 

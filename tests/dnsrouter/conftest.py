@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -107,6 +109,7 @@ class HealthServer:
     host: str
     report: dict[str, Any] = field(default_factory=dict)
     status: int = 200
+    hits: list[float] = field(default_factory=list)  # time.monotonic() of every request, in arrival order
     server: ThreadingHTTPServer | None = None
     thread: threading.Thread | None = None
 
@@ -120,6 +123,7 @@ class HealthServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                owner.hits.append(time.monotonic())  # list.append is atomic: handler threads may race
                 body = json.dumps({"status": "ok", "name": owner.host, "region": "x", "inflight": 0,
                                    "bytes_per_second": 0.0, **owner.report}).encode()  # fmt: skip
                 self.send_response(owner.status)
@@ -161,3 +165,13 @@ def health_servers() -> Iterator[Callable[[str], HealthServer]]:
     yield make
     for hs in made:
         hs.stop()
+
+
+def recv_exactly(sock: socket.socket, size: int) -> bytes:
+    """Exactly `size` bytes from a blocking stream socket; fails the test if it closes first."""
+    buf = bytearray()
+    while len(buf) < size:
+        chunk = sock.recv(size - len(buf))
+        assert chunk, "the connection closed early"
+        buf += chunk
+    return bytes(buf)

@@ -48,12 +48,12 @@ def test_bad_values(tmp_path: Path) -> None:
         parse_args(["serve", "--listen", "nowhere"])
 
 
-def test_counters_fd_is_for_extra_workers_only() -> None:
-    argv = ["serve", "--topology", str(DEMO), "--reuse-port", "--no-http", "--counters-fd", "5"]
+def test_link_fd_is_for_extra_workers_only() -> None:
+    argv = ["serve", "--topology", str(DEMO), "--reuse-port", "--no-http", "--link-fd", "5"]
     config = DnsRouterConfig.from_args(parse_args(argv))
-    assert (config.counters_fd, config.workers, config.http) == (5, 1, None)
-    assert DnsRouterConfig.from_args(parse_args(["serve", "--topology", str(DEMO)])).counters_fd is None
-    with pytest.raises(ConfigError, match="--counters-fd 5: only for an extra worker"):
+    assert (config.link_fd, config.workers, config.http) == (5, 1, None)
+    assert DnsRouterConfig.from_args(parse_args(["serve", "--topology", str(DEMO)])).link_fd is None
+    with pytest.raises(ConfigError, match="--link-fd 5: only for an extra worker"):
         DnsRouterConfig.from_args(parse_args([*argv, "--workers", "2"]))
-    with pytest.raises(ConfigError, match="--counters-fd -1"):
-        DnsRouterConfig.from_args(parse_args(["serve", "--topology", str(DEMO), "--counters-fd", "-1"]))
+    with pytest.raises(ConfigError, match="--link-fd -1"):
+        DnsRouterConfig.from_args(parse_args(["serve", "--topology", str(DEMO), "--link-fd", "-1"]))

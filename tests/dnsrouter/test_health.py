@@ -13,8 +13,8 @@ import dns.query
 import pytest
 
 from cdn.topology import Capacity, HealthSettings, Topology, parse_topology
-from dnsrouter.health import Probe, Tracker, is_overloaded, observe, parse_probe
-from dnsrouter.policy import Health
+from dnsrouter.health import HealthPoller, Probe, Tracker, is_overloaded, observe, parse_probe
+from dnsrouter.policy import Health, Router
 from tests.dnsrouter.conftest import HealthServer, RunningRouter
 
 SETTINGS = HealthSettings(interval=1.0, timeout=0.5, fall=2, rise=3)
@@ -78,6 +78,19 @@ def test_parse_probe(status: int, body: bytes, ok: bool, inflight: int | None, m
 
 
 # ---------------------------------------------------------------- live
+
+
+def test_poller_reports_each_change_once(demo_topology: Topology) -> None:
+    router = Router(demo_topology.edges, answer_count=1)
+    changes: list[dict[str, Health]] = []
+    poller = HealthPoller(
+        demo_topology.edges, SETTINGS, router,
+        on_change=lambda: changes.append({n: s.health for n, s in router.states.items()}),
+    )  # fmt: skip
+    edge = demo_topology.edges[0]
+    for probe in (OK, OK, FAIL, FAIL, FAIL):  # up at once, then down after `fall` = 2 failures
+        poller.apply(edge, probe)
+    assert [c[edge.name] for c in changes] == [Health.UP, Health.DOWN]  # the router already has it
 
 
 def _topology(data: dict[str, Any], servers: list[HealthServer]) -> Topology:

@@ -22,7 +22,7 @@ import pytest
 
 from cdn.topology import Topology, parse_topology
 from dnsrouter import udpbatch
-from tests.dnsrouter.conftest import RunningRouter
+from tests.dnsrouter.conftest import RunningRouter, recv_exactly
 
 pytestmark = pytest.mark.network
 DIG = shutil.which("dig") or "/usr/bin/dig"
@@ -67,15 +67,6 @@ def test_udp_and_tcp_answers(running_router: RunningRouter) -> None:
     assert tcp.flags & dns.flags.AA
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        assert chunk, "connection closed early"
-        buf += chunk
-    return bytes(buf)
-
-
 def test_several_queries_on_one_tcp_connection(running_router: RunningRouter) -> None:
     names = ["video.cdn.test", "nope.cdn.test", "example.com", "cdn.test"]
     queries = [dns.message.make_query(n, "A") for n in names]
@@ -84,8 +75,8 @@ def test_several_queries_on_one_tcp_connection(running_router: RunningRouter) ->
         sock.sendall(b"".join(len(w).to_bytes(2, "big") + w for w in (q.to_wire() for q in queries)))
         replies = []
         for _ in queries:
-            length = int.from_bytes(_recv_exact(sock, 2), "big")
-            replies.append(dns.message.from_wire(_recv_exact(sock, length)))
+            length = int.from_bytes(recv_exactly(sock, 2), "big")
+            replies.append(dns.message.from_wire(recv_exactly(sock, length)))
     assert [r.id for r in replies] == [q.id for q in queries]
     assert [r.rcode() for r in replies] == [dns.rcode.NOERROR, dns.rcode.NXDOMAIN, dns.rcode.REFUSED, 0]
 
@@ -148,7 +139,7 @@ def test_udp_engines(
     ]
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.10.3.1", 0))
-        sock.settimeout(3)
+        sock.settimeout(10)  # generous: the machine may be busy; a lost reply still fails
         for q in queries:  # a burst, so several arrive in one batch
             sock.sendto(q.to_wire(), ("127.0.0.1", running.port))
         sock.sendto(b"garbage", ("127.0.0.1", running.port))
@@ -305,8 +296,8 @@ def test_tcp_frames_split_across_reads(running_router: RunningRouter) -> None:
                 time.sleep(0.002)
         replies = []
         for _ in queries:
-            length = int.from_bytes(_recv_exact(sock, 2), "big")
-            replies.append(dns.message.from_wire(_recv_exact(sock, length)))
+            length = int.from_bytes(recv_exactly(sock, 2), "big")
+            replies.append(dns.message.from_wire(recv_exactly(sock, length)))
     assert [r.id for r in replies] == [q.id for q in queries]
     assert all(r.answer for r in replies)
 

@@ -6,8 +6,10 @@ import asyncio
 
 import pytest
 
+from edge.cachecontrol import Freshness
 from edge.errors import UpstreamBrokenError
-from edge.fill import Fill, FillOutcome, stored_headers
+from edge.fill import Fill, FillOutcome, Probe, stored_headers
+from edge.vary import Forwarded, Selection
 
 
 async def _collect(fill: Fill, start: int = 0, end: int | None = None) -> bytes:
@@ -90,3 +92,41 @@ def test_stored_headers_drop_hop_by_hop_and_edge_headers() -> None:
         ("ETag", '"x"'),
     ]
     assert stored_headers(headers) == [("Content-Type", "video/mp4"), ("ETag", '"x"')]
+
+
+GZIP: Forwarded = (("accept-encoding", "gzip"),)
+IDENTITY: Forwarded = (("accept-encoding", "identity"),)
+MAX_AGE = Freshness(ttl=60)
+
+
+@pytest.mark.parametrize(
+    ("headers", "freshness", "serves_identity", "serves_gzip", "selection"),
+    [
+        ([], MAX_AGE, True, True, ()),
+        ([("Vary", "Accept-Encoding")], MAX_AGE, False, True, (("accept-encoding", "gzip"),)),
+        ([("Vary", "Origin")], MAX_AGE, True, True, (("origin", None),)),
+        ([("Vary", "*")], MAX_AGE, False, True, None),  # shared only with identical headers, never stored
+        ([], None, False, False, ()),  # private / no-store: never shared
+    ],
+)
+def test_a_fill_serves_only_requests_of_its_variant(
+    headers: list[tuple[str, str]],
+    freshness: Freshness | None,
+    serves_identity: bool,
+    serves_gzip: bool,
+    selection: Selection | None,
+) -> None:
+    async def run() -> tuple[bool, bool, Selection | None]:
+        fill = Fill("/videos/x", None, 0.0, GZIP)
+        fill.begin(200, headers, freshness, "0")
+        return fill.serves(IDENTITY), fill.serves(GZIP), fill.selection
+
+    assert asyncio.run(run()) == (serves_identity, serves_gzip, selection)
+
+
+def test_a_probe_serves_only_heads_of_its_variant() -> None:
+    probe = Probe(status=200, headers=(("Vary", "accept-encoding"),), length=3, age=0.0, request=GZIP)
+    assert probe.serves(GZIP)
+    assert not probe.serves(IDENTITY)
+    assert not probe.serves(())
+    assert Probe(status=200, headers=(), length=3, age=0.0, request=GZIP).serves(IDENTITY)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -165,3 +166,50 @@ def test_byte_accounting_survives_admission_before_the_files(tmp_path: Path) -> 
     store.write_meta(entry)
     store.purge()
     assert store.stats().bytes == 0
+
+
+def test_an_entry_written_before_vary_support_still_loads(tmp_path: Path) -> None:
+    store = Store(tmp_path, capacity=100_000, memory_capacity=0)
+    store.open()
+    body = b"legacy body"
+    entry = _entry("/videos/legacy", body)
+    legacy = {  # the sidecar exactly as the edge wrote it before it recorded Vary data
+        "v": 1,
+        "key": "/videos/legacy",
+        "status": 200,
+        "headers": [["Content-Type", "video/mp4"], ["Vary", "Accept-Encoding"]],
+        "size": len(body),
+        "crc32": checksum(body),
+        "stored_at": 1000.0,
+        "freshness": [60.0, 0.0, None, False],
+    }
+    body_path, meta_path = store.paths(entry)
+    body_path.parent.mkdir(exist_ok=True)
+    body_path.write_bytes(body)
+    meta_path.write_bytes(json.dumps(legacy).encode())
+    fresh = Store(tmp_path, capacity=100_000, memory_capacity=0)
+    assert fresh.open().entries == 1
+    loaded = fresh.lookup("/videos/legacy")
+    assert loaded is not None
+    assert loaded.vary == ()  # no Vary data: it matches every request, as before
+    assert fresh.read_verified(loaded) == body
+
+
+def test_vary_data_round_trips_and_plain_entries_stay_version_1(tmp_path: Path) -> None:
+    plain = _entry("/videos/plain", b"p")
+    assert json.loads(plain.to_meta())["v"] == 1  # readable by an edge that only knows v1
+    varied = _entry("/videos/varied", b"v")
+    varied.vary = (("accept-encoding", "gzip"), ("origin", None), ("accept-language", ""))
+    doc = json.loads(varied.to_meta())
+    assert doc["v"] == 2
+    assert Entry.from_meta(varied.to_meta()).vary == varied.vary
+    with pytest.raises(ValueError, match="meta version 3"):
+        Entry.from_meta(json.dumps({**doc, "v": 3}).encode())
+    store = Store(tmp_path, capacity=100_000, memory_capacity=0)
+    store.open()
+    store.write_files(varied, b"v")
+    store.admit(varied)
+    assert store.stats().bytes == 1 + len(varied.to_meta())
+    reopened = Store(tmp_path, capacity=100_000, memory_capacity=0)
+    reopened.open()
+    assert reopened.lookup("/videos/varied").vary == varied.vary  # type: ignore[union-attr]

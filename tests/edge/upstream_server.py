@@ -2,8 +2,8 @@
 
 It listens on 127.0.0.1 port 0 in a thread, speaks keep-alive, answers HEAD with the GET's head and
 no body, answers If-None-Match / If-Modified-Since with 304 when the resource allows it, counts
-requests per path (and method), and can hold the body half-way on a gate, die mid-body, stall, or
-answer 5xx.
+requests per path (and method), can pick the body by request headers (content negotiation), and can
+hold the body half-way on a gate, die mid-body, stall, or answer 5xx.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import socket
 import socketserver
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -34,6 +35,7 @@ class Resource:
     not_modified: bool = True  # answer conditional requests with 304 when validators match
     send_date: bool = True  # False: no Date header (allowed for a server without a clock)
     body_on_head: bool = False  # misbehave: send the body after the head of a HEAD response too
+    negotiate: Callable[[dict[str, str]], bytes] | None = None  # the body for these request headers
 
 
 @dataclass
@@ -144,20 +146,21 @@ class Origin:
         if res.not_modified and res.status == 200 and _matches(res, headers):
             sock.sendall(_head(304, extra))
             return True
+        body = res.body if res.negotiate is None else res.negotiate(headers)
         if res.close_delimited:
-            body = b"" if head_only and not res.body_on_head else res.body
-            sock.sendall(_head(res.status, [*extra, ("Connection", "close")]) + body)
+            sent = b"" if head_only and not res.body_on_head else body
+            sock.sendall(_head(res.status, [*extra, ("Connection", "close")]) + sent)
             return False
         if res.chunked:
             sock.sendall(_head(res.status, [*extra, ("Transfer-Encoding", "chunked")]))
         else:
-            sock.sendall(_head(res.status, [*extra, ("Content-Length", str(len(res.body)))]))
+            sock.sendall(_head(res.status, [*extra, ("Content-Length", str(len(body)))]))
         if head_only and not res.body_on_head:
             return True  # RFC 9110 §9.3.2: the head a GET would get, without its body
-        return self._send_body(sock, res)
+        return self._send_body(sock, res, body)
 
-    def _send_body(self, sock: socket.socket, res: Resource) -> bool:
-        body, pos = res.body, 0
+    def _send_body(self, sock: socket.socket, res: Resource, body: bytes) -> bool:
+        pos = 0
         if res.gate_after is not None:
             self._send(sock, body[: res.gate_after], res.chunked)
             res.gate.wait(30)
