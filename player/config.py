@@ -57,6 +57,7 @@ class PlayerConfig:
     retries_per_edge: int = DEFAULT_RETRIES_PER_EDGE
     max_failovers: int = DEFAULT_MAX_FAILOVERS
     chunk_sizes: ChunkSizes = "head"
+    duration: float | None = None  # stop after this many media seconds (None: to the end; live: Ctrl-C)
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
@@ -71,6 +72,8 @@ class PlayerConfig:
             raise ValueError("use either --client-subnet or --source-ip, not both")
         if self.timeout <= 0 or self.retries_per_edge < 1 or self.max_failovers < 0:
             raise ValueError("timeout must be > 0, retries per edge >= 1 and max failovers >= 0")
+        if self.duration is not None and self.duration <= 0:
+            raise ValueError(f"--duration {self.duration} must be > 0 seconds of media")
 
     @classmethod
     def from_args(cls, argv: list[str]) -> PlayerConfig:
@@ -96,6 +99,7 @@ class PlayerConfig:
                 retries_per_edge=ns.retries,
                 max_failovers=ns.max_failovers,
                 chunk_sizes=ns.chunk_sizes,
+                duration=ns.duration,
             )
         except ValueError as exc:
             parser.error(str(exc))
@@ -178,6 +182,14 @@ def build_parser(prog: str = "cdn-player") -> argparse.ArgumentParser:
         default=1.0,
         metavar="N",
         help="play N times faster than real time (default 1)",
+    )
+    p.add_argument(
+        "--duration",
+        type=_positive,
+        default=None,
+        metavar="S",
+        help="stop after S seconds of media (default: play to the end; a live stream plays until its MPD "
+        "turns static or ends, or Ctrl-C, which still writes the report)",
     )
     p.add_argument("--quiet", action="store_true", help="no live view, only the final report")
     p.add_argument(

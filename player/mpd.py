@@ -110,6 +110,7 @@ class Manifest:
     minimum_update_period: float | None = None
     time_shift_buffer_depth: float | None = None
     max_segment_duration: float | None = None
+    suggested_presentation_delay: float | None = None
     remote_periods: int = field(default=0)
 
     def video_ladder(self, period_index: int = 0) -> tuple[Representation, ...]:
@@ -259,5 +260,6 @@ def parse_mpd(xml: bytes, *, base_url: str) -> Manifest:
         minimum_update_period=a.optional("minimumUpdatePeriod", parse_duration),
         time_shift_buffer_depth=a.optional("timeShiftBufferDepth", parse_duration),
         max_segment_duration=a.optional("maxSegmentDuration", parse_duration),
+        suggested_presentation_delay=a.optional("suggestedPresentationDelay", parse_duration),
         remote_periods=len(all_periods) - len(local),
     )  # fmt: skip

@@ -55,9 +55,15 @@ def report_document(
     summary: Mapping[str, Any],
     records: Sequence[ChunkRecord],
     audio: str | None = None,
+    ended: str | None = None,
+    events: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The JSON-ready report: settings, the QoE summary and one entry per chunk."""
-    return {
+    """The JSON-ready report: settings, the QoE summary and one entry per chunk.
+
+    `ended` says why the session ended (player.liveedge.End) and `events` lists what a live session
+    noted on the way (the join point, jumps, late segments); both are left out when not given.
+    """
+    doc: dict[str, Any] = {
         "url": url,
         "abr": abr,
         "speed": speed,
@@ -65,6 +71,11 @@ def report_document(
         "summary": dict(summary),
         "chunks": [asdict(r) for r in records],
     }
+    if ended is not None:
+        doc["ended"] = ended
+    if events:
+        doc["events"] = list(events)
+    return doc
 
 
 def write_report(path: Path, document: Mapping[str, Any]) -> Path:

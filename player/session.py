@@ -13,13 +13,17 @@ dropped and the same chunk is fetched again lower, so only complete chunks are e
 and `--timeout`, the floor before playback starts; so a link that stops dead mid-chunk is retried (then
 failed over) before the buffer runs dry. Caveats: the session clock is the wall clock × `speed`, so
 `--speed N` drains the buffer N times faster and every download counts N times longer in media time
-(the ABR sees throughput / N); chunk sizes for the ABR come from HEAD requests a few chunks ahead; a
-dynamic (live) MPD is played from the segments available when it was fetched, without refresh.
+(the ABR sees throughput / N); chunk sizes for the ABR come from HEAD requests a few chunks ahead.
+A dynamic (live) MPD is played by `_Live` (decisions in `player.liveedge`): join a few segments
+behind the live edge, wait for each segment's availability time, re-fetch the MPD every
+@minimumUpdatePeriod and when out of segments, until it turns static, reaches its duration, the
+`--duration` limit or Ctrl-C (which, for any stream, ends the session with what was played).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,8 +33,22 @@ from player.abr import DEFAULT_ABR, AbrAlgorithm, AbrContext, Observation, Throu
 from player.abr.base import PROGRESS_SECONDS, Progress, abandon_choice
 from player.config import DEFAULT_TIMEOUT, READ_TIMEOUT_FLOOR, PlayerConfig
 from player.errors import ManifestError, PlayerError, SegmentIndexError
-from player.fetch import Abandoned, ChunkFetch, EdgePool, Fetcher
+from player.fetch import Abandoned, ChunkFetch, EdgePool, Fetcher, FetchError, ProgressCallback
 from player.live import LiveView
+from player.liveedge import (
+    NOT_YET_TRIES,
+    NOT_YET_WAIT,
+    End,
+    availability_offset,
+    availability_time,
+    join_index,
+    live_delay,
+    next_segment,
+    presentation_over,
+    refresh_due,
+    refresh_wait,
+    stale_limit,
+)
 from player.mpd import Manifest, Period, Representation, parse_mpd
 from player.output import OutputRecorder
 from player.playout import Playout, PlayoutConfig
@@ -91,6 +109,8 @@ class SessionResult:
     summary: QoeSummary
     abr: str
     audio: str | None = None
+    ended: End = "end"
+    events: tuple[str, ...] = ()  # live events worth a line in the report (jumps, late segments, Ctrl-C)
 
 
 def chunk_read_timeout(
@@ -122,8 +142,13 @@ def build_track(
     *,
     now: float,
     sidx_of: Callable[[Period, Representation], list[SidxReference] | None],
+    empty_ok: bool = False,
 ) -> Track | None:
-    """The video track of `period` (None when it has no video); SessionError when segments are missing."""
+    """The video track of `period` (None when it has no video); SessionError when segments are missing.
+
+    `empty_ok`: None instead when a representation lists no segment (a live period not yet, or no
+    longer, in the availability window).
+    """
     video = period.adaptation_set("video")
     if video is None or not video.representations:
         return None
@@ -138,6 +163,8 @@ def build_track(
     except (ManifestError, SegmentIndexError) as exc:
         raise SessionError(f"period {period.id or period.start}: {exc}") from exc
     if min(len(s) for s in lists) == 0:
+        if empty_ok:
+            return None
         raise SessionError(f"period {period.id or period.start}: a video representation lists no segments")
     return Track(period=period, ladder=ladder, segments=lists, audio=audio, audio_segments=audio_segs)
 
@@ -200,6 +227,7 @@ class _Loop:
     recorder: OutputRecorder | None
     total: int
     t0: float
+    max_buffer: float = 30.0
     samples: list[ThroughputSample] = field(default_factory=list)
     records: list[ChunkRecord] = field(default_factory=list)
     outcomes: list[ChunkOutcome] = field(default_factory=list)
@@ -207,10 +235,26 @@ class _Loop:
     head_sizes: bool = True  # ask the edge for chunk sizes (HEAD) a few chunks ahead
     timeout: float = DEFAULT_TIMEOUT  # the longest read timeout of a video chunk (--timeout), wall seconds
     sizes: dict[str, int | None] = field(default_factory=dict)
+    live: bool = False  # a dynamic MPD: open-ended ABR context, 404 = not available yet
+    limit: float | None = None  # --duration: media seconds to play at most
+    state: Any = None  # the ABR's state and its last choice (ladder index)
+    last: int | None = None
+    ladder: tuple[float, ...] | None = None  # the bitrates the ABR state belongs to
+    audio_from: float = -math.inf  # presentation time up to which audio has been fetched
+    events: list[str] = field(default_factory=list)
 
     def now(self) -> float:
         """Media-clock seconds since the session started."""
         return (self.clock() - self.t0) * self.speed
+
+    def note(self, message: str) -> None:
+        """An event for the live view and the report."""
+        self.events.append(message)
+        self.view.note(message)
+
+    def limit_reached(self) -> bool:
+        """True when --duration seconds of media have been played."""
+        return self.limit is not None and sum(r.duration for r in self.records) >= self.limit - 1e-9
 
     def read_timeout(self) -> float:
         """The read timeout of a video chunk requested now (`chunk_read_timeout` of the buffer left)."""
@@ -219,6 +263,30 @@ class _Loop:
         return chunk_read_timeout(
             self.playout.buffer, speed=self.speed, playing=playing, ceiling=self.timeout
         )
+
+    def get(
+        self,
+        url: str,
+        *,
+        byte_range: tuple[int, int] | None = None,
+        expected_size: int | None = None,
+        progress: ProgressCallback | None = None,
+        read_timeout: float | None = None,
+    ) -> ChunkFetch:
+        """`Fetcher.get`; live, a 404 is a segment not there yet (origin lag, clocks apart): asked again
+        after NOT_YET_WAIT s, up to NOT_YET_TRIES times, and never counted against the edge."""
+        for attempt in range(NOT_YET_TRIES + 1):
+            try:
+                return self.fetcher.get(
+                    url, byte_range=byte_range, expected_size=expected_size, progress=progress,
+                    read_timeout=read_timeout,
+                )  # fmt: skip
+            except FetchError as exc:
+                if not self.live or exc.status != 404 or attempt == NOT_YET_TRIES:
+                    raise
+            self.note(f"{url.rsplit('/', 1)[-1]}: not available yet (HTTP 404), asking again")
+            self.sleep(NOT_YET_WAIT)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def init_of(self, period: Period, rep: Representation) -> bytes:
         """The initialization segment of `rep` (fetched once), b"" when self-initialising."""
@@ -229,7 +297,7 @@ class _Loop:
         return self.inits[key]
 
     def fetch_ref(self, ref: SegmentRef) -> bytes:
-        return self.fetcher.get(ref.url, byte_range=ref.byte_range).data
+        return self.get(ref.url, byte_range=ref.byte_range).data
 
     def size_of(self, seg: Segment) -> int | None:
         """The real size of a chunk (byte range, else a HEAD request), None when unknown."""
@@ -241,13 +309,17 @@ class _Loop:
             self.sizes[seg.url] = self.fetcher.size(seg.url)
         return self.sizes[seg.url]
 
-    def context(self, track: Track, k: int, max_buffer: float) -> AbrContext:
-        """The ABR context with the real sizes known so far (a prefix of every list)."""
+    def context(self, track: Track, k: int, first: int = 0) -> AbrContext:
+        """The ABR context with the real sizes known so far (a prefix of every list, from chunk `first`).
+
+        Live, `first` is the chunk about to be played and the stream has no known end (chunk_count
+        None): sizes are asked only a few chunks ahead, never for the whole time-shift window.
+        """
         known: list[tuple[int, ...]] = []
         end = min(track.count, k + SIZE_LOOKAHEAD)
         for segs in track.segments:
             row: list[int] = []
-            for seg in segs[:end]:
+            for seg in segs[first:end]:
                 size = self.size_of(seg)
                 if size is None:
                     break
@@ -257,9 +329,9 @@ class _Loop:
         return AbrContext(
             bitrates=tuple(float(r.bandwidth) for r in track.ladder),
             segment_duration=track.segment_duration,
-            chunk_count=track.count,
+            chunk_count=None if self.live else track.count,
             chunk_sizes=tuple(r[:common] for r in known) if common else None,
-            max_buffer=max_buffer,
+            max_buffer=self.max_buffer,
         )
 
     def wait_for_room(self, seconds: float) -> None:
@@ -270,46 +342,58 @@ class _Loop:
             self.sleep(wait / self.speed)
             self.playout = self.playout.advance(max(self.now(), self.playout.clock))
 
-    def play_track(
-        self, track: Track, max_buffer: float, state: Any, last: int | None
-    ) -> tuple[Any, int | None]:
-        """Play every chunk of `track`; return the ABR state and the last choice."""
-        audio_next = 0
-        for k in range(track.count):
-            self.wait_for_room(track.segments[0][k].duration)
-            obs = Observation(
-                chunk_index=k,
-                buffer_level=self.playout.buffer,
-                last_index=last,
-                samples=tuple(self.samples[-SAMPLE_WINDOW:]),
-                sample_count=len(self.samples),
-            )
-            ctx = self.context(track, k, max_buffer)
-            decision = self.algorithm.choose(ctx, state, obs)
-            state = decision.state
-            fetched = self.fetch_video(track, ctx, state, k, decision.index, last)
-            q, got = fetched.index, fetched.got
-            seg = track.segments[q][k]
-            audio_next = self.fetch_audio(track, audio_next, until=seg.start + seg.duration)
-            self.arrived(track, q, seg, got.data, fetched.init)
-            self.samples.append(self.sample(got))
-            self.record(track, seg, fetched)
-            last = q
-        self.fetch_audio(track, audio_next, until=float("inf"))
-        return state, last
+    def enter(self, track: Track) -> None:
+        """About to play from `track`: a new ladder starts the ABR afresh (as at the session's start)."""
+        bitrates = tuple(float(r.bandwidth) for r in track.ladder)
+        if bitrates != self.ladder:
+            self.state = self.algorithm.initial_state(self.context(track, 0))
+            self.last, self.ladder = None, bitrates
 
-    def fetch_video(
-        self, track: Track, ctx: AbrContext, state: Any, k: int, q: int, last: int | None
-    ) -> _Fetched:
+    def play_track(self, track: Track) -> None:
+        """Play every chunk of `track` (up to the --duration limit), then the rest of its audio."""
+        self.enter(track)
+        for k in range(track.count):
+            if self.limit_reached():
+                return
+            self.play_chunk(track, k)
+        self.fetch_audio(track, until=float("inf"))
+
+    def play_chunk(self, track: Track, k: int) -> Segment:
+        """Choose, fetch and record chunk `k` of `track` (and the audio it overlaps); return it."""
+        self.wait_for_room(track.segments[0][k].duration)
+        first = k if self.live else 0  # live: the ABR's chunk indices count from the chunk at hand
+        obs = Observation(
+            chunk_index=k - first,
+            buffer_level=self.playout.buffer,
+            last_index=self.last,
+            samples=tuple(self.samples[-SAMPLE_WINDOW:]),
+            sample_count=len(self.samples),
+        )
+        ctx = self.context(track, k, first)
+        decision = self.algorithm.choose(ctx, self.state, obs)
+        self.state = decision.state
+        fetched = self.fetch_video(track, ctx, k, first, decision.index)
+        q, got = fetched.index, fetched.got
+        seg = track.segments[q][k]
+        self.fetch_audio(track, until=seg.start + seg.duration)
+        self.arrived(track, q, seg, got.data, fetched.init)
+        self.samples.append(self.sample(got))
+        self.record(track, seg, fetched)
+        self.last = q
+        return seg
+
+    def fetch_video(self, track: Track, ctx: AbrContext, k: int, first: int, q: int) -> _Fetched:
         """Fetch chunk `k` at representation `q`, going lower each time the ABR abandons a download."""
         abandoned = wasted = 0
         while True:
             rep, seg = track.ladder[q], track.segments[q][k]
             init = self.init_of(track.period, rep)
-            size = self.size_of(seg) or int(ctx.chunk_size(q, k))
-            watch = _Watch(loop=self, ctx=ctx, state=state, chunk=k, index=q, size=size, last=last)
+            size = self.size_of(seg) or int(ctx.chunk_size(q, k - first))
+            watch = _Watch(
+                loop=self, ctx=ctx, state=self.state, chunk=k - first, index=q, size=size, last=self.last
+            )
             try:
-                got = self.fetcher.get(
+                got = self.get(
                     seg.url,
                     byte_range=seg.byte_range,
                     expected_size=self.sizes.get(seg.url),
@@ -375,19 +459,20 @@ class _Loop:
             run = f"{track.period.id or track.period.start}/{rep.id}"  # a new period starts a new run
             self.recorder.add_video(run, init, data, width=rep.width or 0, height=rep.height or 0)
 
-    def fetch_audio(self, track: Track, start: int, *, until: float) -> int:
-        """Fetch the audio segments that begin before `until` (seconds); return the next one to fetch."""
+    def fetch_audio(self, track: Track, *, until: float) -> None:
+        """Fetch the audio segments not fetched yet (ending after `audio_from`) that begin before `until`."""
         if track.audio is None:
-            return start
-        i = start
-        while i < len(track.audio_segments) and track.audio_segments[i].start < until - 1e-6:
-            seg = track.audio_segments[i]
+            return
+        for seg in track.audio_segments:
+            if seg.start >= until - 1e-6:
+                break
+            if seg.start + seg.duration <= self.audio_from + 1e-6:
+                continue
             init = self.init_of(track.period, track.audio)
-            data = self.fetcher.get(seg.url, byte_range=seg.byte_range, read_timeout=self.read_timeout()).data
+            data = self.get(seg.url, byte_range=seg.byte_range, read_timeout=self.read_timeout()).data
             if self.recorder is not None:
                 self.recorder.add_audio(init, data, run=str(track.period.id or track.period.start))
-            i += 1
-        return i
+            self.audio_from = seg.start + seg.duration
 
 
 def _sidx_loader(fetcher: Fetcher) -> Callable[[Period, Representation], list[SidxReference] | None]:
@@ -403,6 +488,117 @@ def _sidx_loader(fetcher: Fetcher) -> Callable[[Period, Representation], list[Si
     return load
 
 
+@dataclass
+class _Live:
+    """The live driver: join near the live edge, then refresh the MPD and play what appears, in order.
+
+    Goals: play a dynamic MPD as dash.js does by default, through the same fetcher (so failover
+    applies to the MPD too) and the same ABR and playout model as a static one. Plan: join
+    `live_delay` behind the newest listed segment (`join_index`); before each chunk, re-fetch the
+    MPD when it is older than @minimumUpdatePeriod, then sleep until the chunk's availability time;
+    with no listed chunk left, sleep until the next one is due and re-fetch. The next chunk is the
+    first listed one starting where the last one ended (`next_segment`), so none is played twice or
+    skipped while listed; a gap (segments that left the time-shift window) is jumped and noted.
+    Caveats: availability is wall-clock time, so `--speed N` does not move the live edge; a period
+    is joined only once it lists a segment; `stale_limit` seconds without a new one is an error.
+    """
+
+    loop: _Loop
+    url: str
+    wall: Callable[[], float]
+    build: Callable[[Manifest, float], list[Track]]
+    manifest: Manifest
+    tracks: list[Track]
+    refreshed_at: float
+    position: float = 0.0  # presentation time where the next chunk starts (the end of the last one played)
+
+    def refresh(self) -> None:
+        """Fetch and parse the MPD again (same URL, same edges)."""
+        self.manifest = load_manifest(self.loop.fetcher, self.url)
+        self.refreshed_at = self.wall()
+        self.tracks = self.build(self.manifest, self.refreshed_at)
+
+    def join(self) -> None:
+        """Start `live_delay` behind the live edge of the newest period that lists segments."""
+        if not self.tracks:
+            raise SessionError(
+                f"the live manifest at {self.url} lists no segment yet; try again once the event has begun"
+            )
+        track = self.tracks[-1]
+        segs = track.segments[0][: track.count]
+        k = join_index(segs, live_delay(self.manifest, track.segment_duration))
+        self.position = self.loop.audio_from = segs[k].start
+        self.loop.note(f"live: joining at segment {segs[k].number}, {len(segs) - k} behind the live edge")
+
+    def run(self) -> End:
+        """Play until the MPD turns static (to its end), its duration is reached or the --duration limit."""
+        self.join()
+        current: Track | None = None
+        fresh = self.wall()  # when the last new chunk was found
+        while not self.loop.limit_reached():
+            nxt = next_segment([t.segments[0][: t.count] for t in self.tracks], self.position)
+            if nxt is None:
+                ended = self.out_of_segments(fresh)
+                if ended is not None:
+                    if current is not None:
+                        self.loop.fetch_audio(current, until=float("inf"))
+                    return ended
+                continue
+            if refresh_due(self.manifest, self.refreshed_at, self.wall()):
+                self.refresh()
+                continue
+            track = self.tracks[nxt.track]
+            if current is not None and _period_key(track) != _period_key(current):  # a new period
+                self.loop.fetch_audio(current, until=float("inf"))
+            current = track
+            if nxt.gap:
+                self.loop.note(
+                    f"live: jumped {nxt.gap:.2f} s ahead to segment {track.segments[0][nxt.index].number}: "
+                    "the segments in between left the time-shift window"
+                )
+            self.play(track, nxt.index)
+            fresh = self.wall()
+        return "limit"
+
+    def out_of_segments(self, fresh: float) -> End | None:
+        """No listed chunk left: why the session ends, or None after waiting and refreshing the MPD."""
+        if self.manifest.type == "static":
+            return "mpd-static"
+        if presentation_over(self.manifest, self.position):
+            return "mpd-duration"
+        duration = self.tracks[-1].segment_duration if self.tracks else 1.0
+        stale = self.wall() - fresh
+        if stale > stale_limit(self.manifest, duration):
+            raise SessionError(
+                f"the live manifest at {self.url} has listed no new segment for {stale:.0f} s; "
+                "is the live encoder still running?"
+            )
+        offset = availability_offset(self.tracks[-1].ladder[0]) if self.tracks else 0.0
+        self.loop.sleep(refresh_wait(self.manifest, self.position, duration, now=self.wall(), offset=offset))
+        self.refresh()
+        return None
+
+    def play(self, track: Track, k: int) -> None:
+        """Wait until chunk `k` is available (ISO/IEC 23009-1 §5.3.9.5.3), then play it like a static one."""
+        seg = track.segments[0][k]
+        wait = (
+            availability_time(self.manifest, seg, offset=availability_offset(track.ladder[0])) - self.wall()
+        )
+        if (
+            wait > 0
+        ):  # at the live edge the buffer is limited by availability; the playout model decides stalls
+            self.loop.sleep(wait)
+        self.loop.enter(track)
+        self.loop.view.total = len(self.loop.records) + track.count - k
+        played = self.loop.play_chunk(track, k)
+        self.position = played.start + played.duration
+
+
+def _period_key(track: Track) -> tuple[str | None, float]:
+    """A period's identity across MPD refreshes (its duration may appear when the MPD turns static)."""
+    return track.period.id, track.period.start
+
+
 def play(
     config: PlayerConfig,
     fetcher: Fetcher,
@@ -416,17 +612,24 @@ def play(
 ) -> SessionResult:
     """Play the stream of `config.url` (a PlayerConfig) to the end; raise SessionError/FetchError.
 
+    A dynamic MPD is played live (`_Live`) until it ends or `config.duration`; Ctrl-C
+    (KeyboardInterrupt) ends a session too, with the result of what was played (ended="interrupted").
     `algorithm` replaces the one `config.abr` names (any object implementing the ABR interface).
     """
     manifest = load_manifest(fetcher, config.url)
+    live = manifest.type == "dynamic"
     load_sidx = _sidx_loader(fetcher)
-    tracks = [t for p in manifest.periods if (t := build_track(manifest, p, now=wall(), sidx_of=load_sidx))]
-    if not tracks:
+
+    def build(m: Manifest, now: float) -> list[Track]:
+        return [t for p in m.periods if (t := build_track(m, p, now=now, sidx_of=load_sidx, empty_ok=live))]
+
+    refreshed_at = wall()
+    tracks = build(manifest, refreshed_at)
+    if not tracks and not live:
         raise SessionError(f"the manifest at {config.url} has no video adaptation set to play")
     if algorithm is None:
         algorithm = make_abr(config.abr or DEFAULT_ABR)
     playout_config = PlayoutConfig(startup_threshold=config.startup, max_buffer=config.max_buffer)
-    t0 = clock()
     loop = _Loop(
         fetcher=fetcher,
         algorithm=algorithm,
@@ -439,31 +642,51 @@ def play(
         total=sum(t.count for t in tracks),
         head_sizes=config.chunk_sizes == "head",
         timeout=config.timeout,
-        t0=t0,
+        t0=clock(),
+        max_buffer=config.max_buffer,
+        live=live,
+        limit=config.duration,
     )
     loop.view.total = loop.total
-    state: Any = None
-    last: int | None = None
-    previous: tuple[float, ...] | None = None
-    for track in tracks:
-        bitrates = tuple(float(r.bandwidth) for r in track.ladder)
-        if bitrates != previous:  # a new ladder: the ABR starts afresh
-            state = algorithm.initial_state(loop.context(track, 0, config.max_buffer))
-            last, previous = None, bitrates
-        state, last = loop.play_track(track, config.max_buffer, state, last)
+    ended: End = "end"
+    try:
+        if live:
+            driver = _Live(loop=loop, url=config.url, wall=wall, build=build, manifest=manifest,
+                           tracks=tracks, refreshed_at=refreshed_at)  # fmt: skip
+            ended = driver.run()
+            tracks = driver.tracks
+        else:
+            for track in tracks:
+                loop.play_track(track)
+            ended = "limit" if loop.limit_reached() else "end"
+    except KeyboardInterrupt:
+        ended = "interrupted"
+        loop.note(f"interrupted (Ctrl-C) after {len(loop.records)} chunks")
+    return _result(loop, tracks, ended)
+
+
+def _result(loop: _Loop, tracks: list[Track], ended: End) -> SessionResult:
+    """End the playout model now and summarise the session."""
     loop.playout = loop.playout.end_of_stream(max(loop.now(), loop.playout.clock))
     summary = summarize(
         loop.outcomes,
         stall_durations=[s.duration for s in loop.playout.stalls],
         startup_delay=loop.playout.startup_delay,
-        algorithm=algorithm.name,
+        algorithm=loop.algorithm.name,
     )
     audio = next((t.audio.id for t in tracks if t.audio is not None), None)
-    return SessionResult(records=tuple(loop.records), summary=summary, abr=algorithm.name, audio=audio)
+    return SessionResult(
+        records=tuple(loop.records), summary=summary, abr=loop.algorithm.name, audio=audio, ended=ended,
+        events=tuple(loop.events),
+    )  # fmt: skip
 
 
 def run(config: PlayerConfig) -> int:
-    """The whole `cdn-player URL` run: resolve, play with the live view, then the report files; exit 0."""
+    """The whole `cdn-player URL` run: resolve, play with the live view, then the report files.
+
+    Returns the exit code: 0, or 130 after Ctrl-C (the report, plot and video of what was played
+    are still written).
+    """
     from rich.console import Console
 
     from player.qoe import render_table
@@ -498,13 +721,18 @@ def run(config: PlayerConfig) -> int:
                 summary=result.summary.to_dict(),
                 records=result.records,
                 audio=result.audio,
+                ended=result.ended,
+                events=result.events,
             )
             console.print(f"report: {write_report(config.report, doc)}")
-        if config.plot is not None:
+        if config.plot is not None and result.records:
             console.print(f"plot: {write_plot(config.plot, result.records, title=config.url)}")
-        if recorder is not None and config.output is not None:
+        if recorder is not None and config.output is not None and result.records:
             console.print(f"watched video: {recorder.finish(config.output)}")
     finally:
         if recorder is not None:
             recorder.close()
+    if result.ended == "interrupted":
+        console.print(f"interrupted: the report covers the {len(result.records)} chunks played")
+        return 130  # as the shell reports a SIGINT; the files above are written all the same
     return 0
