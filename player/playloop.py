@@ -182,11 +182,9 @@ class PlayLoop:
 
     def read_timeout(self) -> float:
         """The read timeout of a video chunk requested now (`chunk_read_timeout` of the buffer left)."""
-        self.playout = self.playout.advance(max(self.now(), self.playout.clock))
-        playing = self.playout.started_at is not None
-        return chunk_read_timeout(
-            self.playout.buffer, speed=self.speed, playing=playing, ceiling=self.timeout
-        )
+        playout = self.playout.advance(max(self.now(), self.playout.clock))  # a look, not a step
+        playing = playout.started_at is not None
+        return chunk_read_timeout(playout.buffer, speed=self.speed, playing=playing, ceiling=self.timeout)
 
     def get(
         self,
