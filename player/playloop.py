@@ -291,15 +291,17 @@ class PlayLoop:
             samples=tuple(self.samples[-SAMPLE_WINDOW:]),
             sample_count=len(self.samples),
         )
-        ctx = self.context(track, k, first)
+        probing = self.clock()
+        ctx = self.context(track, k, first)  # may ask the edge for sizes (HEAD) a few chunks ahead
+        probing = self.clock() - probing
         decision = self.algorithm.choose(ctx, self.state, obs)
         self.state = decision.state
         fetched = self.fetch_video(track, ctx, k, first, decision.index)
         q, got = fetched.index, fetched.got
         seg = track.segments[q][k]
-        self.fetch_audio(track, until=seg.start + seg.duration)
+        audio = self.fetch_audio(track, until=seg.start + seg.duration)
         self.arrived(track, q, seg, got.data, fetched.init)
-        self.samples.append(self.sample(got))
+        self.samples.append(self.sample(got, overhead=probing + audio))
         self.record(track, seg, fetched)
         self.last = q
         return seg
@@ -335,10 +337,19 @@ class PlayLoop:
                 continue
             return _Fetched(index=q, got=got, init=init, abandoned=abandoned, wasted=wasted)
 
-    def sample(self, got: ChunkFetch) -> ThroughputSample:
-        """The ABR's view of a download, in media time: seconds × speed, rates / speed."""
-        recent = None if got.recent_bps is None else got.recent_bps / self.speed
-        return ThroughputSample(len(got.data), max(got.download_seconds * self.speed, 1e-6), recent=recent)
+    def sample(self, got: ChunkFetch, *, overhead: float = 0.0) -> ThroughputSample:
+        """The ABR's view of a video chunk, in media time (seconds × speed, rates / speed).
+
+        The ABR plans in video bytes, but the link also carries the chunk's audio and the size probes
+        made before it, one request after another: their wall seconds (`overhead`) are added to the
+        download time, and the recent rate is scaled down alike, so the sample is the rate at which
+        video gets into the buffer. Otherwise the ABR overrates the link by the audio's share and
+        plans chunks that stall (the record keeps the video download's own throughput).
+        """
+        seconds = max(got.download_seconds, 1e-6)
+        share = seconds / (seconds + max(overhead, 0.0))
+        recent = None if got.recent_bps is None else got.recent_bps * share / self.speed
+        return ThroughputSample(len(got.data), (seconds / share) * self.speed, recent=recent)
 
     def record(self, track: Track, seg: Segment, fetched: _Fetched) -> None:
         """Keep the record of a chunk that arrived, score it and show it."""
@@ -381,17 +392,25 @@ class PlayLoop:
             run = f"{track.period.id or track.period.start}/{rep.id}"  # a new period starts a new run
             self.recorder.add_video(run, init, data, width=rep.width or 0, height=rep.height or 0)
 
-    def fetch_audio(self, track: Track, *, until: float) -> None:
-        """Fetch the audio segments not fetched yet (ending after `audio_from`) that begin before `until`."""
+    def fetch_audio(self, track: Track, *, until: float) -> float:
+        """Fetch the audio segments not fetched yet (ending after `audio_from`) that begin before `until`.
+
+        Returns the wall seconds their downloads took (request to last byte, the init's included).
+        """
         if track.audio is None:
-            return
+            return 0.0
+        spent = 0.0
         for seg in track.audio_segments:
             if seg.start >= until - 1e-6:
                 break
             if seg.start + seg.duration <= self.audio_from + 1e-6:
                 continue
-            init = self.init_of(track.period, track.audio)
-            data = self.get(seg.url, byte_range=seg.byte_range, read_timeout=self.read_timeout()).data
+            started = self.clock()
+            init = self.init_of(track.period, track.audio)  # fetched once, then remembered
+            spent += self.clock() - started
+            got = self.get(seg.url, byte_range=seg.byte_range, read_timeout=self.read_timeout())
+            spent += got.download_seconds  # the last attempt's, as for video: retries' waits are not the link
             if self.recorder is not None:
-                self.recorder.add_audio(init, data, run=str(track.period.id or track.period.start))
+                self.recorder.add_audio(init, got.data, run=str(track.period.id or track.period.start))
             self.audio_from = seg.start + seg.duration
+        return spent

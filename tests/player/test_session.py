@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cdn.hostport import HostPort
-from player.abr import AbrContext, Decision, Observation
+from player.abr import AbrContext, Decision, Observation, ThroughputSample
 from player.abr.base import Progress
 from player.cli import main
 from player.config import READ_TIMEOUT_FLOOR, PlayerConfig
@@ -413,3 +413,48 @@ def test_an_abandoned_download_is_refetched_lower_and_only_the_whole_chunk_is_us
         (0, False),
     ]
     assert back["abr"] == "top-but-abandon"
+
+
+@dataclass
+class RecordingLowest:
+    """A real (if timid) ABR: always the lowest rendition; keeps every sample it was shown."""
+
+    seen: dict[int, ThroughputSample]
+    name: str = "recording-lowest"
+
+    def initial_state(self, ctx: AbrContext) -> None:
+        return None
+
+    def choose(self, ctx: AbrContext, state: None, obs: Observation) -> Decision[None]:
+        for i, sample in enumerate(obs.samples):
+            self.seen[obs.total_samples - len(obs.samples) + i] = sample
+        return Decision(0, state)
+
+
+def test_the_abr_sees_the_rate_video_reaches_the_buffer_with_its_audio_sharing_the_link(
+    store: Path, edge: FaultyHTTPServer, dns: DnsResponder
+) -> None:
+    """Audio segments come down the same link right after each chunk: the ABR's sample of a chunk
+    counts their seconds (and the size probes'), or it overrates the link by the audio's share and
+    plans chunks that stall. The record keeps the chunk's own throughput."""
+    rate, speed = 2e6, 4.0
+    audio = sorted((store / "demo").glob("chunk-2-*.m4s"))  # the audio representation's segments
+    assert audio, "the test store has no audio"
+    with ThrottleProxy((edge.host, edge.port), rate_bps=rate) as proxy:
+        config = PlayerConfig(url=f"http://{HOST}:{proxy.port}/videos/demo/manifest.mpd",
+                              dns=HostPort("127.0.0.1", dns.port), speed=speed, quiet=True, max_buffer=8, startup=2)  # fmt: skip
+        dns.records[HOST] = [("A", "127.0.0.1")]
+        abr = RecordingLowest(seen={})
+        with Fetcher(EdgePool(Resolver(server=config.dns, timeout=2)), timeout=5) as fetcher:
+            result = play(config, fetcher, algorithm=abr)
+    records = result.records
+    assert len(records) >= 2
+    assert len(abr.seen) == len(records) - 1  # the last sample is never shown
+    for k, record in enumerate(records[:-1]):
+        sample = abr.seen[k]
+        assert sample.size == record.bytes
+        audio_bytes = (store / "demo" / f"chunk-2-{record.number:05d}.m4s").stat().st_size
+        # the link paces at `rate`: the audio alone takes audio_bytes * 8 / rate wall seconds at least
+        wall = sample.download_time / speed
+        assert wall >= record.download_seconds + 0.9 * audio_bytes * 8 / rate, k
+        assert sample.bits_per_second * speed < record.throughput_bps, k
