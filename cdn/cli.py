@@ -105,13 +105,12 @@ def _up_options(args: argparse.Namespace) -> object:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
+    from cdn.console import make_console
     from cdn.plan import Health
     from cdn.status import collect_status, status_table
 
     rows = collect_status(args.state_dir, args.topology)
-    Console().print(status_table(rows))
+    make_console().print(status_table(rows))
     return 0 if all(r.health is not Health.DOWN for r in rows) else 1
 
 
@@ -150,13 +149,12 @@ def _cmd_compose(args: argparse.Namespace) -> int:
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
+    from cdn.console import make_console
     from cdn.up import ensure_sample
 
     args.store.mkdir(parents=True, exist_ok=True)
     made = ensure_sample(args.store, args.store.parent, seconds=args.seconds,
-                         segment_seconds=args.segment_seconds, console=Console())  # fmt: skip
+                         segment_seconds=args.segment_seconds, console=make_console())  # fmt: skip
     print("packaged the sample" if made else "the sample is already packaged")
     return 0
 

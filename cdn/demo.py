@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 from cdn.compose import manifest_url
+from cdn.console import make_console
 from cdn.launcher import LaunchError
 from cdn.topology import Topology
 from cdn.up import (
@@ -138,7 +138,7 @@ def play_all(topology: Topology, clients: list[DemoClient], out_dir: Path, *, sp
 
 def run_demo(options: UpOptions, *, keep: bool = False, speed: float = 8.0) -> int:
     """`cdn demo`: up, play from two regions, show the comparison, stop (or keep running)."""
-    console = Console()
+    console = make_console()
     sigterm_as_interrupt()
     try:
         with running_cdn(options, console) as (sup, topology):

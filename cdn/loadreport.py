@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from cdn.console import make_console
 from cdn.loadmodel import percentile
 from cdn.loadtest import LoadConfig, Recorder, run_load
 from cdn.promtext import EdgeCounters
@@ -215,7 +216,7 @@ def _live_view(rec: Recorder, now: float, duration: float) -> Table:
 
 def run_and_report(args: Any) -> int:
     """`cdn loadtest`: package missing videos, run under uvloop with live progress, print and save."""
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     try:
         cfg, store = _config(args)
     except ValueError as exc:
@@ -240,7 +241,7 @@ def run_and_report(args: Any) -> int:
             doc = runner(
                 run_load(cfg, progress=lambda rec, now: live.update(_live_view(rec, now, cfg.duration)))
             )
-    out = Console()
+    out = make_console()
     for table in results_table(doc):
         out.print(table)
     if args.json:

@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cdn.compose import content_host, manifest_url
+from cdn.console import make_console
 from cdn.launcher import STOP_SIGNALS, LaunchError, Supervisor, resolve_argv, run_group
 from cdn.plan import ServiceSpec, plan_services
 from cdn.status import active_supervisor
@@ -126,7 +127,7 @@ def ensure_sample(
 @contextlib.contextmanager
 def running_cdn(options: UpOptions, console: Console | None = None) -> Iterator[tuple[Supervisor, Topology]]:
     """Start the whole CDN, yield (supervisor, topology) once healthy, stop everything on exit."""
-    console = console or Console(stderr=True)
+    console = console or make_console(stderr=True)
     topology = load_topology(options.topology_path)
     state = options.state_dir.resolve()
     other = active_supervisor(state)
@@ -232,7 +233,7 @@ def sigterm_as_interrupt() -> None:
 
 def run_up(options: UpOptions) -> int:
     """`cdn up`: start, print, wait for Ctrl-C or SIGTERM, stop; the exit code."""
-    console = Console()
+    console = make_console()
     sigterm_as_interrupt()
     try:
         with running_cdn(options, console) as (sup, topology):

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cdn.console import make_console
 from origin.errors import ConfigError, OriginError
 from origin.ffmpeg_args import DEFAULT_PRESET, PRESETS
 from origin.ladder import DEFAULT_LADDER, Ladder, parse_ladder
@@ -216,7 +217,7 @@ def summary_table(summary: PackageSummary) -> Table:
 
 
 def _run_package(args: argparse.Namespace) -> int:
-    err = Console(stderr=True)
+    err = make_console(stderr=True)
     ladder: Ladder = args.ladder
     with _progress_bar(err, f"packaging {args.video_id}", not args.quiet) as on_progress:
         summary = package(
@@ -229,7 +230,7 @@ def _run_package(args: argparse.Namespace) -> int:
             preset=args.preset,
         )
     if not args.quiet:
-        Console().print(summary_table(summary))
+        make_console().print(summary_table(summary))
     return 0
 
 

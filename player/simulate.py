@@ -277,9 +277,9 @@ def run_simulate(args: argparse.Namespace) -> int:
             )
         )
     else:
-        from rich.console import Console
+        from cdn.console import make_console
 
-        Console().print(render_table(result.summary, title=f"QoE report: {args.trace.name}"))
+        make_console().print(render_table(result.summary, title=f"QoE report: {args.trace.name}"))
     return 0
 
 
