@@ -5,7 +5,9 @@ PlayerError                 root: everything this package raises derives from it
 ├── SegmentIndexError       a `sidx` box (SegmentBase@indexRange) is truncated or malformed
 ├── IndexRequired           timeline.segments() needs the parsed sidx of a SegmentBase (also a RuntimeError)
 ├── TraceError              a throughput trace file cannot be read (bad input)
-└── AbrError                an ABR algorithm name is unknown or its inputs are inconsistent (also ValueError)
+├── AbrError                an ABR algorithm name is unknown or its inputs are inconsistent (also ValueError)
+└── ClockSyncError          a live stream's time source answered something that is not a time
+                            (defined in player.clocksync; sync_clock catches it and tries the next source)
 """
 
 from __future__ import annotations

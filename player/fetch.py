@@ -90,6 +90,8 @@ class ChunkFetch:
     errors: tuple[str, ...] = ()  # what the failed attempts saw
     cache: str | None = None  # the edge's X-Cache header, when present
     recent_bps: float | None = None  # bit/s over the last RECENT_SECONDS of the body (None: no body)
+    date: str | None = None  # the response's Date header (the server's clock, for player.clocksync)
+    age: str | None = None  # the response's Age header (seconds a cache has held it, RFC 9111 §5.1)
 
     @property
     def throughput_bps(self) -> float:
@@ -300,6 +302,7 @@ class Fetcher:
                 length = response.headers.get("content-length")
                 content_range = response.headers.get("content-range")
                 cache = response.headers.get("x-cache")
+                date, age = response.headers.get("date"), response.headers.get("age")
         except httpx.ReadTimeout as exc:
             raise _Retryable(f"timed out: no bytes for {timeout.read:g} s (ReadTimeout)") from exc
         except httpx.TimeoutException as exc:
@@ -330,6 +333,8 @@ class Fetcher:
             errors=tuple(errors),
             cache=cache,
             recent_bps=recent_rate(marks, RECENT_SECONDS),
+            date=date,
+            age=age,
         )
 
     def _read_body(

@@ -38,13 +38,14 @@ class LiveDriver:
     with no listed chunk left, sleep until the next one is due and re-fetch. The next chunk is the
     first listed one starting where the last one ended (`next_segment`), so none is played twice or
     skipped while listed; a gap (segments that left the time-shift window) is jumped and noted.
-    Caveats: availability is wall-clock time, so `--speed N` does not move the live edge; a period
+    Caveats: availability is judged on `wall`, the local wall clock synced to the stream's time source
+    (`player.clocksync`, once, before joining), so `--speed N` does not move the live edge; a period
     is joined only once it lists a segment; `stale_limit` seconds without a new one is an error.
     """
 
     loop: PlayLoop
     url: str
-    wall: Callable[[], float]
+    wall: Callable[[], float]  # the stream's clock, POSIX seconds (the local one plus the synced offset)
     build: Callable[[Manifest, float], list[Track]]
     manifest: Manifest
     tracks: list[Track]

@@ -3,7 +3,8 @@
 Segment information (SegmentTemplate, SegmentList, SegmentBase) is inherited Period → AdaptationSet →
 Representation (see `player.segment_info`, whose dataclasses are re-exported here).
 BaseURLs are resolved through every level into `Representation.base_url`. Expanding segments to
-URLs is `player.timeline`'s job. Errors raise `ManifestError` naming the element and attribute.
+URLs is `player.timeline`'s job. UTCTiming time sources are kept as written, in document order
+(`player.clocksync` asks them). Errors raise `ManifestError` naming the element and attribute.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ __all__ = [
     "SegmentURL",
     "TimelineEntry",
     "URLRef",
+    "UtcTiming",
     "parse_mpd",
 ]
 
@@ -96,6 +98,14 @@ class Period:
         return next((a for a in self.adaptation_sets if a.content_type == content_type), None)
 
 
+@dataclass(frozen=True, slots=True)
+class UtcTiming:
+    """A time source of the MPD (ISO/IEC 23009-1 §5.8.4.11): `scheme` (@schemeIdUri) and `value`, as written."""
+
+    scheme: str
+    value: str
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Manifest:
     """A parsed MPD. Times in seconds; wall-clock instants as POSIX seconds (None when absent)."""
@@ -112,6 +122,7 @@ class Manifest:
     max_segment_duration: float | None = None
     suggested_presentation_delay: float | None = None
     remote_periods: int = field(default=0)
+    utc_timing: tuple[UtcTiming, ...] = ()  # in document order: the MPD author's preference
 
     def video_ladder(self, period_index: int = 0) -> tuple[Representation, ...]:
         """The video representations of a period, ascending bandwidth; empty when there is no video."""
@@ -225,6 +236,11 @@ def _period_times(elems: list[ET.Element], mpd_duration: float | None) -> list[t
     return times
 
 
+def _utc_timing(elem: ET.Element) -> UtcTiming:
+    a = Attr("UTCTiming", elem.attrib)
+    return UtcTiming(scheme=a.required("schemeIdUri", str), value=a.required("value", str))
+
+
 def _presentation_type(kind: str) -> Literal["static", "dynamic"]:
     if kind == "static":
         return "static"
@@ -262,4 +278,5 @@ def parse_mpd(xml: bytes, *, base_url: str) -> Manifest:
         max_segment_duration=a.optional("maxSegmentDuration", parse_duration),
         suggested_presentation_delay=a.optional("suggestedPresentationDelay", parse_duration),
         remote_periods=len(all_periods) - len(local),
+        utc_timing=tuple(_utc_timing(u) for u in root.findall("UTCTiming")),
     )  # fmt: skip

@@ -1,8 +1,9 @@
 """The chunk loop of a session: per chunk, ask the ABR, fetch (abandoning lower when it says so), feed
 the playout model, record; shared by static playback (`player.session`) and live (`player.livesession`).
 
-Also the pieces both need: `Track` (one period's ladder and segments), `load_manifest`, and
-`chunk_read_timeout` (a chunk's read timeout from the buffer the viewer has left).
+Also the pieces both need: `Track` (one period's ladder and segments), `load_manifest` (and
+`fetch_manifest`, which keeps the response), and `chunk_read_timeout` (a chunk's read timeout from
+the buffer the viewer has left).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "SessionError",
     "Track",
     "chunk_read_timeout",
+    "fetch_manifest",
     "load_manifest",
 ]
 
@@ -86,9 +88,14 @@ def chunk_read_timeout(
 
 def load_manifest(fetcher: Fetcher, url: str) -> Manifest:
     """Fetch and parse the MPD (relative URLs resolve against the URL after redirects); SessionError names it."""
+    return fetch_manifest(fetcher, url)[0]
+
+
+def fetch_manifest(fetcher: Fetcher, url: str) -> tuple[Manifest, ChunkFetch]:
+    """`load_manifest`, with the response it came in (its final URL and Date header, for clock sync)."""
     got = fetcher.get(url)
     try:
-        return parse_mpd(got.data, base_url=got.url)
+        return parse_mpd(got.data, base_url=got.url), got
     except ManifestError as exc:
         raise SessionError(f"the manifest at {url} cannot be parsed: {exc}; is this a DASH MPD?") from exc
 

@@ -1,7 +1,7 @@
 """The per-chunk records of a session, the `--report` JSON and the `--plot` PNG.
 
 `ChunkRecord` is what the play loop keeps for every chunk it used. `report_document` (pure) builds
-the JSON document: `{"url", "abr", "speed", "summary": {...QoE...}, "chunks": [record, ...]}`;
+the JSON document: `{"url", "abr", "speed", "clock_offset", "summary": {...QoE...}, "chunks": [...]}`;
 `write_report` and `write_plot` (matplotlib, Agg backend) do the file I/O.
 """
 
@@ -57,16 +57,19 @@ def report_document(
     audio: str | None = None,
     ended: str | None = None,
     events: Sequence[str] = (),
+    clock_offset: float | None = None,
 ) -> dict[str, Any]:
     """The JSON-ready report: settings, the QoE summary and one entry per chunk.
 
     `ended` says why the session ended (player.liveedge.End) and `events` lists what a live session
-    noted on the way (the join point, jumps, late segments); both are left out when not given.
+    noted on the way (the clock sync, the join point, jumps, late segments); both are left out when
+    not given. `clock_offset` is the seconds a live session added to the local clock (null: static).
     """
     doc: dict[str, Any] = {
         "url": url,
         "abr": abr,
         "speed": speed,
+        "clock_offset": clock_offset,
         "audio_representation": audio,
         "summary": dict(summary),
         "chunks": [asdict(r) for r in records],

@@ -17,7 +17,9 @@ failed over) before the buffer runs dry. Caveats: the session clock is the wall 
 A dynamic (live) MPD is played by `player.livesession.LiveDriver` (decisions in `player.liveedge`): join a few segments
 behind the live edge, wait for each segment's availability time, re-fetch the MPD every
 @minimumUpdatePeriod and when out of segments, until it turns static, reaches its duration, the
-`--duration` limit or Ctrl-C (which, for any stream, ends the session with what was played).
+`--duration` limit or Ctrl-C (which, for any stream, ends the session with what was played). Before
+joining, the wall clock is synced once to the stream's time source (`player.clocksync`: UTCTiming,
+else the MPD's Date header); every availability time is judged on that clock.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from player.abr import DEFAULT_ABR, AbrAlgorithm, make_abr
+from player.clocksync import ClockSync, Exchange, sync_clock
 from player.config import PlayerConfig
 from player.errors import ManifestError, SegmentIndexError
 from player.fetch import EdgePool, Fetcher
@@ -38,7 +41,15 @@ from player.liveedge import (
 from player.livesession import LiveDriver
 from player.mpd import Manifest, Period, Representation
 from player.output import OutputRecorder
-from player.playloop import BUFFER_SHARE, PlayLoop, SessionError, Track, chunk_read_timeout, load_manifest
+from player.playloop import (
+    BUFFER_SHARE,
+    PlayLoop,
+    SessionError,
+    Track,
+    chunk_read_timeout,
+    fetch_manifest,
+    load_manifest,
+)
 from player.playout import Playout, PlayoutConfig
 from player.qoe import QoeSummary, summarize
 from player.report import ChunkRecord
@@ -69,6 +80,9 @@ class SessionResult:
     audio: str | None = None
     ended: End = "end"
     events: tuple[str, ...] = ()  # live events worth a line in the report (jumps, late segments, Ctrl-C)
+    clock_offset: float | None = (
+        None  # live: seconds added to the wall clock (player.clocksync); static: None
+    )
 
 
 def build_track(
@@ -133,15 +147,18 @@ def play(
     A dynamic MPD is played live (`LiveDriver`) until it ends or `config.duration`; Ctrl-C
     (KeyboardInterrupt) ends a session too, with the result of what was played (ended="interrupted").
     `algorithm` replaces the one `config.abr` names (any object implementing the ABR interface).
+    `wall` is the local wall clock; live, it is synced once to the stream's time source before joining.
     """
-    manifest = load_manifest(fetcher, config.url)
+    manifest, got = fetch_manifest(fetcher, config.url)
     live = manifest.type == "dynamic"
+    sync = sync_clock(manifest, fetcher.get, wall, mpd=Exchange.of(got, wall())) if live else None
+    stream_clock = sync.clock(wall) if sync is not None else wall  # availability is judged on this clock
     load_sidx = _sidx_loader(fetcher)
 
     def build(m: Manifest, now: float) -> list[Track]:
         return [t for p in m.periods if (t := build_track(m, p, now=now, sidx_of=load_sidx, empty_ok=live))]
 
-    refreshed_at = wall()
+    refreshed_at = stream_clock()
     tracks = build(manifest, refreshed_at)
     if not tracks and not live:
         raise SessionError(f"the manifest at {config.url} has no video adaptation set to play")
@@ -166,10 +183,12 @@ def play(
         limit=config.duration,
     )
     loop.view.total = loop.total
+    if sync is not None:
+        _note_sync(loop, sync)
     ended: End = "end"
     try:
         if live:
-            driver = LiveDriver(loop=loop, url=config.url, wall=wall, build=build, manifest=manifest,
+            driver = LiveDriver(loop=loop, url=config.url, wall=stream_clock, build=build, manifest=manifest,
                            tracks=tracks, refreshed_at=refreshed_at)  # fmt: skip
             ended = driver.run()
             tracks = driver.tracks
@@ -180,10 +199,17 @@ def play(
     except KeyboardInterrupt:
         ended = "interrupted"
         loop.note(f"interrupted (Ctrl-C) after {len(loop.records)} chunks")
-    return _result(loop, tracks, ended)
+    return _result(loop, tracks, ended, clock_offset=sync.offset if sync is not None else None)
 
 
-def _result(loop: PlayLoop, tracks: list[Track], ended: End) -> SessionResult:
+def _note_sync(loop: PlayLoop, sync: ClockSync) -> None:
+    """The clock sync as session events: each time source that failed, then the offset and its source."""
+    for failure in sync.failures:
+        loop.note(f"live: time source failed: {failure}")
+    loop.note(f"live: {sync.describe()}")
+
+
+def _result(loop: PlayLoop, tracks: list[Track], ended: End, *, clock_offset: float | None) -> SessionResult:
     """End the playout model now and summarise the session."""
     loop.playout = loop.playout.end_of_stream(max(loop.now(), loop.playout.clock))
     summary = summarize(
@@ -195,7 +221,7 @@ def _result(loop: PlayLoop, tracks: list[Track], ended: End) -> SessionResult:
     audio = next((t.audio.id for t in tracks if t.audio is not None), None)
     return SessionResult(
         records=tuple(loop.records), summary=summary, abr=loop.algorithm.name, audio=audio, ended=ended,
-        events=tuple(loop.events),
+        events=tuple(loop.events), clock_offset=clock_offset,
     )  # fmt: skip
 
 
@@ -205,8 +231,7 @@ def run(config: PlayerConfig) -> int:
     Returns the exit code: 0, or 130 after Ctrl-C (the report, plot and video of what was played
     are still written).
     """
-    from rich.console import Console
-
+    from cdn.console import make_console
     from player.qoe import render_table
     from player.report import report_document, write_plot, write_report
 
@@ -229,7 +254,7 @@ def run(config: PlayerConfig) -> int:
             LiveView(total=0, title=f"playing {config.url}", quiet=config.quiet) as view,
         ):
             result = play(config, fetcher, view=view, recorder=recorder)
-        console = Console()
+        console = make_console()
         console.print(render_table(result.summary, title="QoE report"))
         if config.report is not None:
             doc = report_document(
@@ -241,6 +266,7 @@ def run(config: PlayerConfig) -> int:
                 audio=result.audio,
                 ended=result.ended,
                 events=result.events,
+                clock_offset=result.clock_offset,
             )
             console.print(f"report: {write_report(config.report, doc)}")
         if config.plot is not None and result.records:

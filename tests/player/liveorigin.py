@@ -4,7 +4,9 @@ Serves a dynamic MPD (SegmentTemplate $Number$, constant duration) whose availab
 `back` seconds before the server started; segment n (1-based) becomes available at AST + n × d and
 is a 404 before (and, with `lag`, for `lag` seconds after). When segment `last` is available the
 MPD turns static with mediaPresentationDuration = last × d (the event ended). Every request is
-recorded with its wall-clock time and status.
+recorded with its wall-clock time and status. Its clock may be `skew` seconds off the real one (AST,
+availability, answers, `Date` header; the Date alone with `date_skew`); `/live/time` answers that
+clock as an xs:dateTime and `utc_timing` lists the MPD's UTCTiming elements (scheme, value).
 """
 
 from __future__ import annotations
@@ -13,20 +15,24 @@ import math
 import re
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from xml.sax.saxutils import quoteattr
 
-__all__ = ["LiveOrigin", "LiveRequest"]
+__all__ = ["XSDATE", "LiveOrigin", "LiveRequest"]
 
 _SEGMENT = re.compile(r"/live/(v\d)/seg-(\d+)\.m4s")
 BANDWIDTHS = {"v1": 100_000, "v2": 300_000}
+XSDATE = "urn:mpeg:dash:utc:http-xsdate:2014"
 
 
 @dataclass(frozen=True, slots=True)
 class LiveRequest:
-    """One request the origin answered: method, path, wall-clock time (POSIX seconds), status."""
+    """One request the origin answered: method, path, time on the origin's clock (POSIX seconds), status."""
 
     method: str
     path: str
@@ -46,9 +52,15 @@ class LiveOrigin:
         depth: float = 30.0,
         update: float = 1.0,
         lag: float = 0.0,
+        skew: float = 0.0,
+        date_skew: float | None = None,
+        utc_timing: Sequence[tuple[str, str]] = (),
     ) -> None:
+        self.skew = skew  # seconds the origin's clock is ahead of the real one (negative: behind)
+        self.date_skew = skew if date_skew is None else date_skew  # the same for its Date header
+        self.utc_timing = list(utc_timing)  # (schemeIdUri, value) of each UTCTiming element, in order
         self.duration = duration
-        self.ast = math.floor(time.time() - back)  # whole seconds: an exact xs:dateTime
+        self.ast = math.floor(self.now() - back)  # whole seconds: an exact xs:dateTime
         self.last = last
         self.depth = depth
         self.update = update
@@ -77,6 +89,14 @@ class LiveOrigin:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def time_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/live/time"
+
+    def now(self) -> float:
+        """The origin's clock: the real one plus `skew`, POSIX seconds."""
+        return time.time() + self.skew
 
     def available_at(self, number: int) -> float:
         """When segment `number` (1-based) becomes available, POSIX seconds (as the MPD says)."""
@@ -120,13 +140,23 @@ class LiveOrigin:
             '<AdaptationSet contentType="video" mimeType="video/mp4" segmentAlignment="true">'
             f'<SegmentTemplate timescale="1000" duration="{round(self.duration * 1000)}" startNumber="1" '
             'media="$RepresentationID$/seg-$Number$.m4s" initialization="$RepresentationID$/init.mp4"/>'
-            f"{reps}</AdaptationSet></Period></MPD>"
+            f"{reps}</AdaptationSet></Period>{self._utc_timing()}</MPD>"
         ).encode()
+
+    def _utc_timing(self) -> str:
+        return "".join(
+            f"<UTCTiming schemeIdUri={quoteattr(scheme)} value={quoteattr(value)}/>"
+            for scheme, value in self.utc_timing
+        )
 
     def answer(self, path: str, now: float) -> tuple[int, bytes]:
         """(status, body) of a GET or HEAD of `path` at `now`."""
         if path == "/live/manifest.mpd":
             return 200, self.mpd(now)
+        if path == "/live/time":
+            return 200, datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace(
+                "+00:00", "Z"
+            ).encode()
         if path in ("/live/v1/init.mp4", "/live/v2/init.mp4"):
             return 200, b"init" * 8
         match = _SEGMENT.fullmatch(path)
@@ -143,9 +173,14 @@ class LiveOrigin:
 def _make_handler(owner: LiveOrigin) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body are two writes: Nagle would hold the body ~40 ms
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
             pass
+
+        def date_time_string(self, timestamp: float | None = None) -> str:
+            """The Date header, on the origin's clock (plus its `date_skew`)."""
+            return formatdate(time.time() + owner.date_skew if timestamp is None else timestamp, usegmt=True)
 
         def do_GET(self) -> None:  # noqa: N802 - stdlib name
             self._reply(body=True)
@@ -154,15 +189,21 @@ def _make_handler(owner: LiveOrigin) -> type[BaseHTTPRequestHandler]:
             self._reply(body=False)
 
         def _reply(self, *, body: bool) -> None:
-            now = time.time()
+            now = owner.now()
             path = self.path.split("?")[0]
             status, data = owner.answer(path, now)
             owner.record(self.command, path, now, status)
             self.send_response(status)
             self.send_header("Content-Length", str(len(data)))
-            self.send_header("Content-Type", "application/dash+xml" if path.endswith(".mpd") else "video/mp4")
+            self.send_header("Content-Type", _content_type(path))
             self.end_headers()
             if body:
                 self.wfile.write(data)
 
     return Handler
+
+
+def _content_type(path: str) -> str:
+    if path.endswith(".mpd"):
+        return "application/dash+xml"
+    return "text/plain" if path == "/live/time" else "video/mp4"

@@ -10,7 +10,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from player.errors import IndexRequired, ManifestError, PlayerError
-from player.mpd import Manifest, Period, Representation, SegmentBase, SegmentList, SegmentTemplate, parse_mpd
+from player.mpd import (
+    Manifest,
+    Period,
+    Representation,
+    SegmentBase,
+    SegmentList,
+    SegmentTemplate,
+    UtcTiming,
+    parse_mpd,
+)
 from player.mpd_xml import parse_duration, parse_frame_rate
 from player.timeline import Segment, init_segment, segments
 
@@ -195,6 +204,40 @@ def test_duration_error_message() -> None:
         parse_mpd(xml, base_url="http://h/")
 
 
+def test_utc_timing_in_document_order() -> None:
+    xml = mpd(
+        "<Period/><UTCTiming schemeIdUri='urn:mpeg:dash:utc:http-head:2014' value='https://a/t https://b/t'/>"
+        "<UTCTiming schemeIdUri='urn:mpeg:dash:utc:direct:2014' value='2024-01-31T12:00:00Z'/>"
+        "<UTCTiming schemeIdUri='urn:mpeg:dash:utc:ntp:2014' value='pool.ntp.org'/>"
+    )
+    assert parse_mpd(xml, base_url="http://h/").utc_timing == (
+        UtcTiming("urn:mpeg:dash:utc:http-head:2014", "https://a/t https://b/t"),
+        UtcTiming("urn:mpeg:dash:utc:direct:2014", "2024-01-31T12:00:00Z"),
+        UtcTiming(
+            "urn:mpeg:dash:utc:ntp:2014", "pool.ntp.org"
+        ),  # kept: the clock sync skips what it cannot ask
+    )
+    assert parse_mpd(mpd("<Period/>"), base_url="http://h/").utc_timing == ()
+
+
+def test_utc_timing_of_the_standard_examples() -> None:
+    g20 = parse_mpd((EXAMPLES[0].parent / "example_G20.mpd").read_bytes(), base_url="http://h/")
+    # only the MPD's own children: the one inside ProducerReferenceTime is not a time source of the MPD
+    assert g20.utc_timing == (UtcTiming("urn:mpeg:dash:utc:http-xsdate:2014", "http://time.akamai.com"),)
+    g14 = parse_mpd((EXAMPLES[0].parent / "example_G14.mpd").read_bytes(), base_url="http://h/")
+    assert g14.utc_timing == (UtcTiming("urn:mpeg:dash:utc:http-xsdate:2014", "https://example.com/iso"),)
+
+
+@pytest.mark.parametrize(
+    ("element", "attribute"),
+    [("<UTCTiming value='http://t/'/>", "schemeIdUri"), ("<UTCTiming schemeIdUri='urn:x'/>", "value")],
+)
+def test_utc_timing_attributes_are_required(element: str, attribute: str) -> None:
+    with pytest.raises(ManifestError, match=rf"^UTCTiming@{attribute}: is required") as info:
+        parse_mpd(mpd(f"<Period/>{element}"), base_url="http://h/")
+    assert (info.value.element, info.value.attribute) == ("UTCTiming", attribute)
+
+
 @pytest.mark.parametrize(
     ("xml", "match"),
     [
@@ -257,7 +300,8 @@ def test_fuzz_bytes_raise_only_manifest_error(data: bytes) -> None:
 
 
 _TAGS = st.sampled_from(["Period", "AdaptationSet", "Representation", "SegmentTemplate", "SegmentTimeline", "S",
-                         "SegmentList", "SegmentURL", "SegmentBase", "BaseURL", "Initialization"])  # fmt: skip
+                         "SegmentList", "SegmentURL", "SegmentBase", "BaseURL", "Initialization",
+                         "UTCTiming"])  # fmt: skip
 _ATTRS = st.dictionaries(
     st.sampled_from(
         [
@@ -276,6 +320,8 @@ _ATTRS = st.dictionaries(
             "presentationTimeOffset",
             "initialization",
             "frameRate",
+            "schemeIdUri",
+            "value",
         ]
     ),  # fmt: skip
     st.sampled_from(
