@@ -11,7 +11,10 @@ the default's ratio under Pensieve's own evaluation (first chunk fixed at the de
 rung for the optimum too, and left out of the mean); then the default's ratio on the tuning half
 (even-indexed traces of the sorted set, on which its settings were chosen) and on the held-out
 half (odd-indexed).
+With `--plot FILE`, a PNG: each algorithm's ratio to the optimum per set and video (the 0.9 target
+drawn), and the spread of the default's per-trace ratios.
 Usage: python benchmarks/abr.py [--sets norway-3g,fcc] [--videos pensieve,origin,origin-8s] [--limit N]
+                                [--plot abr.png]
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -51,7 +55,16 @@ def videos(names: list[str]) -> dict[str, AbrContext]:
     return out
 
 
-def run_set(label: str, traces: list[Trace], video: str, ctx: AbrContext) -> None:
+@dataclass(frozen=True, slots=True)
+class SetResult:
+    """What the plot needs of one set and video: each algorithm's ratio, the default's per-trace ratios."""
+
+    label: str
+    ratios: dict[str, float]
+    per_trace: list[float]
+
+
+def run_set(label: str, traces: list[Trace], video: str, ctx: AbrContext) -> SetResult:
     """Print mean QoE_lin per algorithm and the optimum for one trace set and one video."""
     config = PlayoutConfig(startup_threshold=STARTUP, max_buffer=MAX_BUFFER)
     n = ctx.chunk_count or 1
@@ -99,6 +112,44 @@ def run_set(label: str, traces: list[Trace], video: str, ctx: AbrContext) -> Non
           f"(first chunk fixed at the default's first rung for the optimum too, and left out)")  # fmt: skip
     print(f"abr {label} {video} {DEFAULT_ABR} (default) split: ratio {halves[0]:.3f} on the tuning half "
           f"(even-indexed traces), {halves[1]:.3f} on the held-out half (odd-indexed)")  # fmt: skip
+    ratios = {name: sum(values) / len(values) / opt_mean for name, values in scores.items()}
+    per_trace = [scores[DEFAULT_ABR][i] / optimum[i] for i in playable]
+    return SetResult(f"{label}\n{video}", ratios, per_trace)
+
+
+def write_plot(path: Path, results: list[SetResult]) -> Path:
+    """Grouped bars of every algorithm's ratio to the optimum (clipped at 0 and 1.05; the 0.9 target
+    dashed), and box plots of the default's per-trace ratios on the playable traces."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(ALGORITHMS)
+    fig, (bars, boxes) = plt.subplots(2, 1, figsize=(max(8.0, 1.6 * len(results)), 8.5))
+    width = 0.8 / len(names)
+    for j, name in enumerate(names):
+        xs = [i + (j - (len(names) - 1) / 2) * width for i in range(len(results))]
+        values = [min(max(r.ratios[name], 0.0), 1.05) for r in results]
+        tag = " (default)" if name == DEFAULT_ABR else ""
+        bars.bar(xs, values, width, label=f"{name}{tag}")
+        for x, r in zip(xs, results, strict=True):
+            if r.ratios[name] < 0:  # below zero (long stalls): marked, not drawn
+                bars.text(x, 0.01, "<0", ha="center", va="bottom", fontsize="x-small", rotation=90)
+    bars.axhline(0.9, color="black", linestyle="--", linewidth=1, label="target 0.9")
+    bars.set_xticks(range(len(results)), [r.label for r in results])
+    bars.set_ylabel("mean QoE_lin / optimum (clipped to 0-1.05)")
+    bars.set_ylim(0, 1.1)
+    bars.legend(fontsize="small", ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.18))
+    bars.set_title("ABR against the offline optimum")
+    boxes.boxplot([r.per_trace for r in results])
+    boxes.set_xticks(range(1, len(results) + 1), [r.label for r in results])
+    boxes.axhline(0.9, color="black", linestyle="--", linewidth=1)
+    boxes.set_ylabel(f"{DEFAULT_ABR} / optimum, per playable trace")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _pensieve_ratio(traces: list[Trace], ctx: AbrContext, results: list[SimulationResult]) -> float:
@@ -128,18 +179,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sets", default="norway-3g,fcc")
     parser.add_argument("--videos", default="pensieve,origin,origin-8s")
     parser.add_argument("--limit", type=int, default=None, help="at most N traces per set (quick runs)")
+    parser.add_argument("--plot", type=Path, default=None, help="write a PNG of the ratios here")
     args = parser.parse_args(argv)
     load = os.getloadavg()
     print(f"machine: {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
           f"buffer cap {MAX_BUFFER:g} s, startup {STARTUP:g} s, no added latency")  # fmt: skip
     began = time.monotonic()
     contexts = videos(args.videos.split(","))
+    results: list[SetResult] = []
     for label in args.sets.split(","):
         files = sorted(p for p in (SHARED / "traces" / label).iterdir() if p.is_file())[: args.limit]
         traces = [load_trace(p) for p in files]
-        for video, ctx in contexts.items():
-            run_set(label, traces, video, ctx)
+        results += [run_set(label, traces, video, ctx) for video, ctx in contexts.items()]
     print(f"abr runtime: {time.monotonic() - began:.1f} (s)")
+    if args.plot is not None:
+        print(f"abr plot: {write_plot(args.plot, results)}")
     return 0
 
 
