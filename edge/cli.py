@@ -19,7 +19,9 @@ log = logging.getLogger("edge")
 
 _USAGE = """usage: cdn-edge serve --origin URL --listen HOST:PORT --cache-dir DIR --cache-size 2GiB
                       [--memory-cache 256MiB] [--region NAME] [--name NAME] [--parent URL]
-                      [--admin-token TOKEN] [--stale-if-error SECONDS] [--negative-ttl SECONDS]
+                      [--upstream-ca FILE] [--admin-token TOKEN] [--stale-if-error SECONDS]
+                      [--negative-ttl SECONDS]
+URLs are http://HOST:PORT or https://HOST[:PORT] (certificates always verified; --upstream-ca adds a CA)
 (see `cdn-edge serve --help`; the admin token is better given as env CDN_ADMIN_TOKEN)"""
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "EdgeConfig",
     "build_parser",
     "parse_size",
+    "UPSTREAM_SCHEMES",
     "parse_upstream_url",
 ]
 
@@ -35,6 +36,7 @@ DEFAULT_KEEPALIVE_TIMEOUT = 75.0
 DEFAULT_UPSTREAM_CONNECT_TIMEOUT = 3.0
 DEFAULT_UPSTREAM_READ_TIMEOUT = 10.0
 DEFAULT_MAX_HEADER_BYTES = 16 * 1024
+UPSTREAM_SCHEMES = ("http", "https")
 
 
 def parse_size(text: str) -> int:
@@ -46,13 +48,26 @@ def parse_size(text: str) -> int:
 
 
 def parse_upstream_url(text: str, *, option: str) -> str:
-    """Check an `http://host:port` upstream URL and return it without a trailing slash."""
+    """Check an `http://` or `https://HOST[:PORT]` upstream URL; return it without a trailing slash.
+
+    Raise ConfigError naming the option. https upstreams are verified against the system CAs plus
+    `--upstream-ca` (edge.upstream.client_tls_context); credentials in the URL are refused.
+    """
     parts = urlsplit(text)
-    if parts.scheme != "http" or not parts.hostname:
-        raise ConfigError(f"{option} {text!r} is not an http://HOST[:PORT] URL (https is not supported)")
-    if parts.path not in ("", "/") or parts.query:
-        raise ConfigError(f"{option} {text!r} must not have a path or query; give http://HOST:PORT")
-    return f"http://{parts.netloc}"
+    if parts.username is not None or parts.password is not None:
+        # never echo this URL: the part before '@' may be a password
+        raise ConfigError(f"{option} must not carry user:password@; give http(s)://HOST:PORT")
+    if parts.scheme not in UPSTREAM_SCHEMES or not parts.hostname:
+        raise ConfigError(f"{option} {text!r} is not an http://HOST[:PORT] or https://HOST[:PORT] URL")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(f"{option} {text!r} must not have a path or query; give {parts.scheme}://HOST:PORT")
+    try:
+        port = parts.port  # urlsplit checks the port only when it is read
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        raise ConfigError(f"{option} {text!r} has a bad port; give a number from 1 to 65535")
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,6 +82,7 @@ class EdgeConfig:
     region: str = "default"
     name: str = "edge"
     parent: str | None = None
+    upstream_ca: Path | None = None  # PEM CA bundle trusted for https upstreams, besides the system CAs
     admin_token: str | None = field(default=None, repr=False)
     stale_if_error: float = DEFAULT_STALE_IF_ERROR
     negative_ttl: float = DEFAULT_NEGATIVE_TTL
@@ -112,6 +128,7 @@ class EdgeConfig:
             region=ns.region,
             name=ns.name or f"edge-{listen.port}",
             parent=parse_upstream_url(ns.parent, option="--parent") if ns.parent else None,
+            upstream_ca=Path(ns.upstream_ca) if ns.upstream_ca else None,
             admin_token=ns.admin_token or environ.get("CDN_ADMIN_TOKEN") or None,
             stale_if_error=ns.stale_if_error,
             negative_ttl=ns.negative_ttl,
@@ -123,7 +140,7 @@ class EdgeConfig:
 def build_parser() -> argparse.ArgumentParser:
     """The option parser of `cdn-edge serve`."""
     p = argparse.ArgumentParser(prog="cdn-edge serve", description="Run an edge cache.")
-    p.add_argument("--origin", required=True, help="origin URL, http://HOST:PORT")
+    p.add_argument("--origin", required=True, help="origin URL, http://HOST:PORT or https://HOST[:PORT]")
     p.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT to listen on")
     p.add_argument("--cache-dir", required=True, help="directory of the disk cache")
     p.add_argument("--cache-size", default="2GiB", help="disk cache capacity, e.g. 2GiB")
@@ -131,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--region", default="default", help="region name reported by /healthz")
     p.add_argument("--name", default="", help="edge name (Via header, /healthz); default edge-PORT")
     p.add_argument("--parent", default=None, help="parent edge (shield) URL; origin is the fallback")
+    p.add_argument(
+        "--upstream-ca",
+        default=None,
+        metavar="FILE",
+        help="PEM CA bundle trusted for https upstreams, besides the system CAs (verification is always on)",
+    )
     p.add_argument("--admin-token", default=None, help="admin bearer token (prefer env CDN_ADMIN_TOKEN)")
     p.add_argument("--stale-if-error", type=float, default=DEFAULT_STALE_IF_ERROR, metavar="SECONDS")
     p.add_argument("--negative-ttl", type=float, default=DEFAULT_NEGATIVE_TTL, metavar="SECONDS")

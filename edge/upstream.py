@@ -6,25 +6,98 @@ hands every body chunk to a callback the moment it arrives, and `await response.
 when the message does (for a HEAD: with the head), or raises if the connection broke mid-body. No task or queue per chunk:
 the miss path adds microseconds, not milliseconds, over the origin's own TTFB.
 `UpstreamChain` tries the parent first and falls back to the origin when it fails.
+An `https://` upstream is reached over TLS (`client_tls_context`: system CAs plus `--upstream-ca`,
+certificate and host-name checks always on); the connect timeout covers the handshake too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import re
+import ssl
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
 import httptools
 
-from edge.errors import UpstreamBrokenError, UpstreamConnectError, UpstreamError, UpstreamTimeout
+from edge.errors import ConfigError, UpstreamBrokenError, UpstreamConnectError, UpstreamError, UpstreamTimeout
 
-__all__ = ["Method", "UpstreamChain", "UpstreamPool", "UpstreamResponse"]
+__all__ = [
+    "Method",
+    "UpstreamChain",
+    "UpstreamPool",
+    "UpstreamResponse",
+    "client_tls_context",
+    "connect_failure",
+]
+
+log = logging.getLogger("edge.upstream")
 
 BodySink = Callable[[bytes], None]
 Method = Literal["GET", "HEAD"]
 _MAX_IDLE = 64
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# OpenSSL's "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)": keep the words only
+_SSL_NOISE = re.compile(r"^\[[^\]]*\]\s*|\s*\(_ssl\.c:\d+\)$")
+# X509_V_ERR_* codes that mean "no trusted CA signed this": self-signed, or an issuer we do not know
+_UNKNOWN_ISSUER = frozenset({2, 18, 19, 20, 21})
+_TLS_FAILED = "TLS handshake failed: "
+
+
+def client_tls_context(ca_file: Path | None = None) -> ssl.SSLContext:
+    """A TLS client context for https upstreams: the system CAs plus the PEM CA bundle `ca_file`.
+
+    Certificate and host-name verification are always on (there is no way to turn them off).
+    Raise ConfigError when `ca_file` is missing, unreadable, or holds no PEM CA certificate.
+    """
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    if ca_file is not None:
+        _check_ca_file(ca_file)
+        context.load_verify_locations(cafile=ca_file)
+    return context
+
+
+def _check_ca_file(ca_file: Path) -> None:
+    """Load `ca_file` into a scratch context to prove it holds at least one PEM CA certificate."""
+    scratch = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        scratch.load_verify_locations(cafile=ca_file)
+    except ssl.SSLError as exc:
+        raise ConfigError(
+            f"--upstream-ca {ca_file}: no PEM certificate in it ({_ssl_words(exc)}); "
+            "give the CA certificate(s) as PEM (-----BEGIN CERTIFICATE-----)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"--upstream-ca {ca_file}: cannot read it: {exc.strerror or exc}") from None
+    if scratch.cert_store_stats()["x509_ca"] == 0:
+        raise ConfigError(
+            f"--upstream-ca {ca_file}: its certificates are not CA certificates (no CA:TRUE); "
+            "give the CA that signed the upstream's certificate, not the certificate itself"
+        )
+
+
+def _ssl_words(exc: ssl.SSLError) -> str:
+    """OpenSSL's message without its `[LIB: CODE]` prefix and `(_ssl.c:N)` suffix."""
+    text = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], str) else str(exc)
+    return _SSL_NOISE.sub("", text)
+
+
+def connect_failure(exc: OSError, *, tls: bool) -> str:
+    """Say in words why connecting (TCP, then the TLS handshake when `tls`) failed, with a hint."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        hint = "; if a private CA signed it, pass that CA with --upstream-ca"
+        extra = hint if exc.verify_code in _UNKNOWN_ISSUER else ""
+        return f"{_TLS_FAILED}certificate verify failed: {exc.verify_message}{extra}"
+    if isinstance(exc, ssl.SSLError):
+        hint = " (is it serving plain http?)" if exc.reason == "WRONG_VERSION_NUMBER" else ""
+        return f"{_TLS_FAILED}{_ssl_words(exc)}{hint}"
+    if tls and isinstance(exc, ConnectionError) and not isinstance(exc, ConnectionRefusedError):
+        return f"{_TLS_FAILED}{exc.strerror or exc}"  # reset or closed mid-handshake
+    return str(exc.strerror or exc)
 
 
 class UpstreamResponse(asyncio.Protocol):
@@ -188,16 +261,29 @@ class UpstreamResponse(asyncio.Protocol):
 
 
 class UpstreamPool:
-    """Kept-alive connections to one upstream (`http://host:port`)."""
+    """Kept-alive connections to one upstream (`http://host:port` or `https://host:port`).
 
-    def __init__(self, url: str, *, connect_timeout: float, read_timeout: float) -> None:
+    For https, `tls` is the client context (default: `client_tls_context()`, the system CAs); the
+    SNI and the name checked against the certificate are the URL's host.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         parts = urlsplit(url)
         self.url = url
         self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or 80
+        self.port = parts.port or _DEFAULT_PORTS.get(parts.scheme, 80)
         self.host_header = parts.netloc
+        self.tls = (tls or client_tls_context()) if parts.scheme == "https" else None
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self._last_tls_failure = ""
         self._idle: list[UpstreamResponse] = []
         self.bytes_fetched = 0
         self.requests = 0
@@ -236,16 +322,28 @@ class UpstreamPool:
 
     async def _connect(self) -> UpstreamResponse:
         loop = asyncio.get_running_loop()
+        sni = self.host if self.tls is not None else None  # also the name the certificate must match
         try:
-            async with asyncio.timeout(self.connect_timeout):
-                _, proto = await loop.create_connection(lambda: UpstreamResponse(self), self.host, self.port)
+            async with asyncio.timeout(self.connect_timeout):  # the TLS handshake included
+                _, proto = await loop.create_connection(
+                    lambda: UpstreamResponse(self), self.host, self.port, ssl=self.tls, server_hostname=sni
+                )
         except TimeoutError as exc:
-            raise UpstreamConnectError(f"connecting to {self.url} timed out", url=self.url) from exc
+            what = "TCP connect and TLS handshake" if self.tls else "TCP connect"
+            msg = f"cannot connect to {self.url}: {what} timed out after {self.connect_timeout:g} s"
+            raise UpstreamConnectError(msg, url=self.url) from exc
         except OSError as exc:
-            raise UpstreamConnectError(
-                f"cannot connect to {self.url}: {exc.strerror or exc}", url=self.url
-            ) from exc
+            reason = connect_failure(exc, tls=self.tls is not None)
+            self._report_tls_failure(reason)
+            raise UpstreamConnectError(f"cannot connect to {self.url}: {reason}", url=self.url) from exc
+        self._last_tls_failure = ""
         return proto
+
+    def _report_tls_failure(self, reason: str) -> None:
+        """Log a TLS failure once until it changes or a connection succeeds (a 502 alone hides it)."""
+        if reason.startswith(_TLS_FAILED) and reason != self._last_tls_failure:
+            log.warning("upstream %s: %s", self.url, reason)
+        self._last_tls_failure = reason
 
     def release(self, conn: UpstreamResponse) -> None:
         """Keep a finished connection for the next request (or close it)."""

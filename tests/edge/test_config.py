@@ -74,7 +74,7 @@ def test_from_args() -> None:
 @pytest.mark.parametrize(
     ("option", "value", "match"),
     [
-        ("--origin", "https://x", "http://"),
+        ("--origin", "ftp://x", "https://"),
         ("--origin", "http://x/path", "path"),
         ("--listen", "nope", "--listen"),
         ("--cache-size", "0", "positive"),
