@@ -12,8 +12,8 @@ import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import format_datetime, parsedate_to_datetime
+
+from cdn.httpdate import format_http_date, parse_http_date
 
 __all__ = [
     "CacheControl",
@@ -101,27 +101,6 @@ def parse_cache_control(header: str) -> CacheControl:
         stale_while_revalidate=_delta(found.get("stale-while-revalidate")),
         stale_if_error=_delta(found.get("stale-if-error")),
     )
-
-
-def parse_http_date(text: str | None) -> float | None:
-    """Parse an HTTP date (IMF-fixdate or the obsolete forms) to a POSIX timestamp, None if invalid."""
-    if not text:
-        return None
-    try:
-        parsed = parsedate_to_datetime(text.strip())
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.timestamp()
-    except (OverflowError, OSError, ValueError):
-        return None
-
-
-def format_http_date(timestamp: float) -> str:
-    """Format a POSIX timestamp as an IMF-fixdate (`Tue, 24 Nov 2026 18:00:00 GMT`)."""
-    return format_datetime(datetime.fromtimestamp(int(timestamp), UTC), usegmt=True)
 
 
 def initial_age(headers: Mapping[str, str], *, request_time: float, response_time: float) -> float:

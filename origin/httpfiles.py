@@ -14,9 +14,10 @@ import enum
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import UTC
-from email.utils import formatdate, parsedate_to_datetime
 from typing import Literal
+
+from cdn.httpdate import format_http_date
+from cdn.httpdate import parse_http_date as parse_any_http_date
 
 __all__ = [
     "CORS_HEADERS",
@@ -202,18 +203,13 @@ def make_etag(st: FileStat) -> str:
 
 def http_date(epoch_seconds: int) -> str:
     """Format a Unix time as an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`)."""
-    return formatdate(epoch_seconds, usegmt=True)
+    return format_http_date(epoch_seconds)
 
 
 def parse_http_date(text: str) -> int | None:
-    """Parse an HTTP date into Unix seconds; None when it is not a valid date (then it is ignored)."""
-    try:
-        parsed = parsedate_to_datetime(text.strip())
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if parsed.tzinfo is None:  # asctime form: HTTP dates are always GMT (RFC 9110 §5.6.7)
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp())
+    """Parse an HTTP date into whole Unix seconds (`cdn.httpdate`); None when it is not a valid date."""
+    parsed = parse_any_http_date(text)
+    return None if parsed is None else int(parsed)
 
 
 def parse_etags(header: str) -> list[EntityTag] | Literal["*"]:

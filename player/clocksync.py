@@ -2,7 +2,7 @@
 DASH-IF IOP 4.7): live availability is judged on the server's clock, not the player's.
 
 Pure part: which sources to ask (`time_sources`), reading their answers (`parse_instant`,
-`parse_http_date`) and the offset (`offset_of`, `date_fallback`). I/O part: `sync_clock` asks each
+`read_http_date`) and the offset (`offset_of`, `date_fallback`). I/O part: `sync_clock` asks each
 source in turn through the session's fetcher and falls back to the MPD response's Date header, as
 dash.js does by default.
 """
@@ -19,6 +19,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from cdn.httpdate import parse_http_date
 from player.errors import PlayerError
 from player.fetch import ChunkFetch
 from player.mpd import Manifest, UtcTiming
@@ -35,8 +36,8 @@ __all__ = [
     "date_fallback",
     "offset_of",
     "parse_age",
-    "parse_http_date",
     "parse_instant",
+    "read_http_date",
     "server_time",
     "sync_clock",
     "time_sources",
@@ -61,12 +62,6 @@ FALLBACK_THRESHOLD = 1.0  # seconds: the MPD's Date (1 s resolution) corrects th
 _INSTANT = re.compile(
     r"\s*(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)([.,]\d+)?(Z|[+-]\d\d(?::?\d\d)?)?\s*",
     re.IGNORECASE | re.ASCII,
-)
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_IMF_FIXDATE = re.compile(
-    r"\s*(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d\d) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{4}) "
-    r"(\d\d):(\d\d):(\d\d) GMT\s*",
-    re.ASCII,
 )
 
 
@@ -187,20 +182,15 @@ def _zone(text: str | None) -> timedelta:
     return sign * timedelta(hours=hours, minutes=minutes)
 
 
-def parse_http_date(text: str) -> float:
-    """An HTTP Date in the IMF-fixdate form servers send (RFC 9110 §5.6.7), ``Sun, 06 Nov 1994 08:49:37
-    GMT``, as POSIX seconds (whole ones). Raises ClockSyncError naming the text."""
-    match = _IMF_FIXDATE.fullmatch(text)
-    if match is None:
+def read_http_date(text: str) -> float:
+    """An HTTP Date (`cdn.httpdate`: IMF-fixdate, ``Sun, 06 Nov 1994 08:49:37 GMT``, or an obsolete form a
+    recipient must accept), as POSIX seconds (whole ones). Raises ClockSyncError naming the text."""
+    when = parse_http_date(text)
+    if when is None:
         raise ClockSyncError(
             f"{_clip(text)} is not an HTTP date such as Sun, 06 Nov 1994 08:49:37 GMT", text=text
         )
-    day, year, hour, minute, second = (int(match[i]) for i in (1, 3, 4, 5, 6))
-    try:
-        when = datetime(year, _MONTHS.index(match[2]) + 1, day, hour, minute, min(second, 59), tzinfo=UTC)
-    except ValueError as exc:
-        raise ClockSyncError(f"{_clip(text)} is not a valid date: {exc}", text=text) from None
-    return when.timestamp() + (1 if second == 60 else 0)
+    return when
 
 
 def _clip(text: str, limit: int = 60) -> str:
@@ -237,7 +227,7 @@ def server_time(source: TimeSource, exchange: Exchange) -> float:
         return parse_instant(_body_text(exchange)) + exchange.age
     if exchange.date is None:
         raise ClockSyncError(f"the answer of {exchange.url} has no Date header")
-    return parse_http_date(exchange.date) + DATE_MIDPOINT + exchange.age
+    return read_http_date(exchange.date) + DATE_MIDPOINT + exchange.age
 
 
 def offset_of(source: TimeSource, exchange: Exchange) -> float:
@@ -254,7 +244,7 @@ def date_fallback(mpd: Exchange, failures: tuple[str, ...] = ()) -> ClockSync:
     """
     if mpd.date is not None:
         try:
-            offset = parse_http_date(mpd.date) + DATE_MIDPOINT + mpd.age - mpd.midpoint
+            offset = read_http_date(mpd.date) + DATE_MIDPOINT + mpd.age - mpd.midpoint
         except ClockSyncError as exc:
             failures = (*failures, f"the Date header of {mpd.url}: {exc}")
         else:
