@@ -75,6 +75,8 @@ class ServeConfig:
     keepalive_seconds: int = DEFAULT_KEEPALIVE_SECONDS
     max_queued_jobs: int = DEFAULT_MAX_QUEUED_JOBS
     log_level: LogLevel = "info"
+    tls_cert: Path | None = None  # PEM certificate (chain) and its key: serve https instead of http
+    tls_key: Path | None = None
 
     def __post_init__(self) -> None:
         if self.manifest_max_age < 0:
@@ -93,6 +95,15 @@ class ServeConfig:
             raise ServeConfigError(f"log level {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
         if self.admin_token is not None and not self.admin_token.strip():
             raise ServeConfigError("the admin token is empty: give a non-empty token or none at all")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ServeConfigError(
+                "--tls-cert and --tls-key go together: give both (https) or neither (http)"
+            )
+
+    @property
+    def scheme(self) -> str:
+        """`https` with a TLS certificate, else `http`."""
+        return "https" if self.tls_cert is not None else "http"
 
     @property
     def uploads_enabled(self) -> bool:
@@ -117,4 +128,6 @@ class ServeConfig:
             manifest_max_age=args.manifest_max_age,
             max_upload_bytes=args.max_upload_size,
             log_level=args.log_level,
+            tls_cert=getattr(args, "tls_cert", None),
+            tls_key=getattr(args, "tls_key", None),
         )

@@ -11,8 +11,10 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 from cdn.hostport import HostPort, hostport_arg
 from origin.config import (
@@ -27,7 +29,7 @@ from origin.config import (
 )
 from origin.errors import OriginError
 
-__all__ = ["add_serve_arguments", "build_config", "run_serve"]
+__all__ = ["add_serve_arguments", "build_config", "check_tls", "run_serve"]
 
 log = logging.getLogger("origin.serve")
 
@@ -85,6 +87,16 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level", choices=LOG_LEVELS, default="info", help="server log level (default: info)"
     )
+    parser.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        type=Path,
+        default=None,
+        help="PEM certificate (chain): serve https on --listen instead of http (with --tls-key)",
+    )
+    parser.add_argument(
+        "--tls-key", metavar="FILE", type=Path, default=None, help="PEM private key of --tls-cert"
+    )
 
 
 def build_config(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> ServeConfig:
@@ -115,6 +127,32 @@ def _bind(listen: HostPort) -> socket.socket:
     return sock
 
 
+def check_tls(config: ServeConfig) -> None:
+    """Load the certificate and key once before serving, so that a missing file or a key that does not
+    match becomes a clear ServeConfigError (exit 2) instead of a traceback from inside uvicorn."""
+    if config.tls_cert is None or config.tls_key is None:
+        return
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(certfile=config.tls_cert, keyfile=config.tls_key)
+    except FileNotFoundError as exc:
+        raise ServeConfigError(f"cannot read {exc.filename}: no such file (--tls-cert / --tls-key)") from None
+    except OSError as exc:
+        raise ServeConfigError(
+            f"--tls-cert {config.tls_cert} / --tls-key {config.tls_key}: {_tls_words(exc)}; "
+            "give a PEM certificate and the private key that belongs to it"
+        ) from None
+
+
+def _tls_words(exc: OSError) -> str:
+    """What went wrong loading a certificate or key, in words (no key material is ever in it)."""
+    if isinstance(exc, ssl.SSLError):
+        if "KEY_VALUES_MISMATCH" in str(exc) or "key values mismatch" in str(exc):
+            return "the key does not belong to the certificate"
+        return f"not a usable PEM certificate and key ({exc.reason or 'unreadable'})"
+    return exc.strerror or str(exc)
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """Run the origin server until interrupted; return the process exit status."""
     import uvicorn
@@ -124,6 +162,7 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         config = build_config(args)
         _prepare_store(config)
+        check_tls(config)
         sock = _bind(config.listen)
     except (OriginError, ValueError) as exc:
         print(f"cdn-origin serve: {exc}", file=sys.stderr)
@@ -135,7 +174,7 @@ def run_serve(args: argparse.Namespace) -> int:
     where = HostPort(host, port)
     uploads = "enabled" if config.uploads_enabled else "disabled (no admin token)"
     print(
-        f"origin: serving {config.store} on http://{where.url_host}:{port}/videos ; uploads {uploads}",
+        f"origin: serving {config.store} on {config.scheme}://{where.url_host}:{port}/videos ; uploads {uploads}",
         file=sys.stderr,
         flush=True,
     )
@@ -150,6 +189,8 @@ def run_serve(args: argparse.Namespace) -> int:
             timeout_keep_alive=config.keepalive_seconds,
             timeout_graceful_shutdown=10,
             server_header=False,
+            ssl_certfile=config.tls_cert,
+            ssl_keyfile=config.tls_key,
         )
     )
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal: make that a clean exit 0.
