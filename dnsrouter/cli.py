@@ -1,6 +1,7 @@
 """`cdn-dns`: serve the geo-aware DNS router, or check a topology file.
 
 cdn-dns serve --topology topology.yaml [--listen 127.0.0.1:5353] [--http 127.0.0.1:8053] [--workers N]
+              [--health-ca FILE]
 cdn-dns check --topology topology.yaml
 
 With `--workers N` the main process starts N-1 extra workers (`dnsrouter.workers`) that share the DNS
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 from cdn.topology import TopologyError, load_topology
 from dnsrouter.config import DnsRouterConfig, parse_args
 from dnsrouter.errors import DNSRouterError
+from dnsrouter.health import health_tls_context
 from dnsrouter.service import DnsRouterService
 from dnsrouter.workers import Worker, WorkerPool, serve_link, spawn_workers, stop_workers
 
@@ -34,6 +36,7 @@ async def _serve(config: DnsRouterConfig, workers: Sequence[Worker]) -> None:
         config.topology, listen=config.listen, http=config.http, reuse_port=config.reuse_port,
         idle_timeout=config.idle_timeout, poll_health=config.link_fd is None,
         workers=WorkerPool.of(workers) if workers else None,
+        health_tls=health_tls_context(config.health_ca) if config.health_ca is not None else None,
     )  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

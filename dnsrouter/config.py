@@ -13,6 +13,7 @@ from pathlib import Path
 from cdn.hostport import HostPort, hostport_arg
 from cdn.topology import Topology, TopologyError, load_topology
 from dnsrouter.errors import ConfigError
+from dnsrouter.health import health_tls_context
 from dnsrouter.server import DEFAULT_IDLE_TIMEOUT
 
 __all__ = ["DEFAULT_TOPOLOGY", "DnsRouterConfig", "build_parser"]
@@ -32,6 +33,7 @@ class DnsRouterConfig:
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     log_level: str = "INFO"
     link_fd: int | None = None  # set in an extra worker: its link to the main process (see workers.py)
+    health_ca: Path | None = None  # PEM CA bundle for https health URLs, besides the system CAs
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -43,11 +45,16 @@ class DnsRouterConfig:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> DnsRouterConfig:
-        """Load the topology and apply `--listen`, `--http`, `--workers` over its dns section."""
+        """Load the topology and apply `--listen`, `--http`, `--workers` over its dns section.
+
+        A `--health-ca` file is loaded once here, so that a bad one stops the router before it serves.
+        """
         try:
             topology = load_topology(args.topology)
         except TopologyError as exc:
             raise ConfigError(f"{exc}; fix the topology file and start again") from exc
+        if args.health_ca is not None:
+            health_tls_context(args.health_ca)
         http = None if args.no_http else (args.http or topology.dns.http)
         return cls(
             topology=topology,
@@ -57,6 +64,7 @@ class DnsRouterConfig:
             reuse_port=args.reuse_port or args.workers > 1,
             log_level=args.log_level,
             link_fd=args.link_fd,
+            health_ca=args.health_ca,
         )
 
 
@@ -77,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--http", type=hostport_arg, help="side port HOST:PORT (default: the topology's dns.http)"
     )
     serve.add_argument("--no-http", action="store_true", help="do not open the HTTP side port")
+    serve.add_argument(
+        "--health-ca",
+        type=Path,
+        metavar="FILE",
+        help="PEM CA bundle trusted for https health URLs, besides the system CAs (always verified)",
+    )
     serve.add_argument("--workers", type=int, default=1, help="processes sharing the DNS port (SO_REUSEPORT)")
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument("--link-fd", type=int, help=argparse.SUPPRESS)  # set by the main process only

@@ -7,6 +7,8 @@ about `fall * interval` when its port refuses connections, as a killed process's
 `fall` consecutive failures mark an edge down and `rise` consecutive successes mark it up again; the
 first result decides at once, so an edge that is not running at start-up is never routed to. An edge
 whose reported load exceeds its capacity is *overloaded*: still up, but gets no new clients.
+An `https://` health URL is always verified: against httpx's CA bundle, or the system CAs plus
+`--health-ca` when the edges' certificates come from a private CA (`health_tls_context`).
 """
 
 from __future__ import annotations
@@ -14,16 +16,27 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
 from cdn.topology import Capacity, Edge, HealthSettings
+from dnsrouter.errors import ConfigError
 from dnsrouter.policy import EdgeState, Health, Router
 
-__all__ = ["HealthPoller", "Probe", "Tracker", "is_overloaded", "observe", "parse_probe"]
+__all__ = [
+    "HealthPoller",
+    "Probe",
+    "Tracker",
+    "health_tls_context",
+    "is_overloaded",
+    "observe",
+    "parse_probe",
+]
 
 log = logging.getLogger("dnsrouter.health")
 
@@ -93,25 +106,59 @@ def observe(tracker: Tracker, probe: Probe, settings: HealthSettings, capacity: 
     return Tracker(health, successes, failures, overloaded, probe)
 
 
+def health_tls_context(ca_file: Path) -> ssl.SSLContext:
+    """A TLS client context for https health URLs: the system CAs plus the PEM CA bundle `ca_file`.
+
+    Certificate and host-name checks stay on. Raise ConfigError (naming `--health-ca`) when the file
+    is missing, unreadable, or holds no PEM CA certificate.
+    """
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    before = context.cert_store_stats()["x509_ca"]
+    try:
+        context.load_verify_locations(cafile=ca_file)
+    except ssl.SSLError as exc:
+        raise ConfigError(
+            f"--health-ca {ca_file}: no PEM certificate in it ({exc.reason or exc}); "
+            "give the CA certificate(s) as PEM (-----BEGIN CERTIFICATE-----)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"--health-ca {ca_file}: cannot read it: {exc.strerror or exc}") from None
+    if context.cert_store_stats()["x509_ca"] == before:
+        raise ConfigError(
+            f"--health-ca {ca_file}: no CA certificate in it (no CA:TRUE); give the CA that signed the "
+            "edges' certificates"
+        )
+    return context
+
+
 class HealthPoller:
-    """Polls every edge's health URL on a fixed schedule and tells the router about changes."""
+    """Polls every edge's health URL on a fixed schedule and tells the router about changes.
+
+    `tls`: the context https health URLs are verified with (None: httpx's default, certifi's CAs).
+    """
 
     def __init__(
         self, edges: Iterable[Edge], settings: HealthSettings, router: Router,
-        *, on_change: Callable[[], None] | None = None,
+        *, on_change: Callable[[], None] | None = None, tls: ssl.SSLContext | None = None,
     ) -> None:  # fmt: skip
         self.edges = tuple(edges)
         self.settings = settings
         self.router = router
+        self.tls = tls
         self.on_change = on_change  # after any edge's state changed: the main process tells its workers
         self.trackers: dict[str, Tracker] = {e.name: Tracker() for e in self.edges}
         self.polls = 0
 
-    async def run(self) -> None:
-        """Poll forever (until cancelled), one round every `interval` seconds."""
+    def client(self) -> httpx.AsyncClient:
+        """The HTTP client of the polls: kept-alive connections to every edge, TLS verified."""
         timeout = httpx.Timeout(self.settings.timeout)
         limits = httpx.Limits(max_connections=max(4, len(self.edges)), keepalive_expiry=30)
-        async with httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False) as client:
+        verify: ssl.SSLContext | bool = self.tls if self.tls is not None else True
+        return httpx.AsyncClient(timeout=timeout, limits=limits, verify=verify, trust_env=False)
+
+    async def run(self) -> None:
+        """Poll forever (until cancelled), one round every `interval` seconds."""
+        async with self.client() as client:
             deadline = time.monotonic()
             while True:
                 await self.poll_once(client)

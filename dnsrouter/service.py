@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from types import TracebackType
 
 from cdn.hostport import HostPort
@@ -41,7 +42,7 @@ class DnsRouterService:
     def __init__(
         self, topology: Topology, *, listen: HostPort, http: HostPort | None, reuse_port: bool = False,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT, poll_health: bool = True, batched_udp: bool = True,
-        workers: WorkerPool | None = None,
+        workers: WorkerPool | None = None, health_tls: ssl.SSLContext | None = None,
     ) -> None:  # fmt: skip
         self.topology, self.listen, self.http = topology, listen, http
         self.reuse_port, self.idle_timeout, self.poll_health = reuse_port, idle_timeout, poll_health
@@ -50,8 +51,9 @@ class DnsRouterService:
         self.geo = open_geo_database(str(db)) if db is not None else None
         self.responder = build_responder(topology, geo=self.geo)
         self.poller = HealthPoller(
-            topology.edges, topology.dns.health, self.responder.router, on_change=self._push_states
-        )
+            topology.edges, topology.dns.health, self.responder.router, on_change=self._push_states,
+            tls=health_tls,
+        )  # fmt: skip
         collect = workers.collect if workers is not None else None
         self.app = HttpApp(topology, self.responder, self.poller.details, workers=collect)
         self._closers: list[UdpEndpoint | asyncio.Server] = []

@@ -98,6 +98,7 @@ def stats(server: EdgeServer) -> dict[str, Any]:
     doc["hit_ratio"] = server.metrics.hit_ratio()
     doc["upstream_fetches"] = server.upstream.requests
     doc["inflight_fills"] = len(server.filler.fills)
+    doc["tls"] = server.config.tls
     return doc
 
 

@@ -19,9 +19,10 @@ log = logging.getLogger("edge")
 
 _USAGE = """usage: cdn-edge serve --origin URL --listen HOST:PORT --cache-dir DIR --cache-size 2GiB
                       [--memory-cache 256MiB] [--region NAME] [--name NAME] [--parent URL]
-                      [--upstream-ca FILE] [--admin-token TOKEN] [--stale-if-error SECONDS]
-                      [--negative-ttl SECONDS]
+                      [--upstream-ca FILE] [--tls-cert FILE --tls-key FILE] [--admin-token TOKEN]
+                      [--stale-if-error SECONDS] [--negative-ttl SECONDS]
 URLs are http://HOST:PORT or https://HOST[:PORT] (certificates always verified; --upstream-ca adds a CA)
+--tls-cert/--tls-key make the listen port speak TLS only (https://, no plain-HTTP fallback)
 (see `cdn-edge serve --help`; the admin token is better given as env CDN_ADMIN_TOKEN)"""
 
 
@@ -37,11 +38,12 @@ async def serve(config: EdgeConfig, *, ready: asyncio.Event | None = None) -> No
             f"cannot listen on {config.listen}: {exc.strerror or exc}; choose another --listen"
         ) from exc
     log.info(
-        "edge %s (%s) listening on %s:%d, origin %s, parent %s",
+        "edge %s (%s) listening on %s:%d (%s), origin %s, parent %s",
         config.name,
         config.region,
         config.listen.host,
         server.port,
+        f"TLS, certificate {config.tls_cert}" if config.tls else "plain HTTP",
         config.origin,
         config.parent or "-",
     )

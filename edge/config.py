@@ -1,7 +1,8 @@
 """Configuration of one edge cache: a frozen `EdgeConfig` built from the command line.
 
 Only `EdgeConfig.from_args` reads the outside world (argv and the `CDN_ADMIN_TOKEN` environment
-variable); every component receives the finished config through its constructor.
+variable); every component receives the finished config through its constructor. File paths
+(`--upstream-ca`, `--tls-cert`, `--tls-key`) are only named here: the server loads them at start-up.
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ class EdgeConfig:
     name: str = "edge"
     parent: str | None = None
     upstream_ca: Path | None = None  # PEM CA bundle trusted for https upstreams, besides the system CAs
+    tls_cert: Path | None = None  # PEM certificate chain of the viewer port (with tls_key: TLS only)
+    tls_key: Path | None = None  # its PEM private key (never read here, never logged)
     admin_token: str | None = field(default=None, repr=False)
     stale_if_error: float = DEFAULT_STALE_IF_ERROR
     negative_ttl: float = DEFAULT_NEGATIVE_TTL
@@ -110,6 +113,19 @@ class EdgeConfig:
                 raise ConfigError(f"{label} {value} must be >= 0 seconds")
         if not self.name or any(c in self.name for c in "\r\n, "):
             raise ConfigError(f"--name {self.name!r} must be a non-empty token (no spaces or commas)")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            given, missing = (
+                ("--tls-cert", "--tls-key") if self.tls_key is None else ("--tls-key", "--tls-cert")
+            )
+            raise ConfigError(
+                f"{given} needs {missing} too: give both (the PEM certificate chain and its private key) "
+                "to serve viewers over TLS, or neither for plain HTTP"
+            )
+
+    @property
+    def tls(self) -> bool:
+        """Does the viewer port speak TLS (only TLS: there is no plain-HTTP fallback on it)?"""
+        return self.tls_cert is not None
 
     @classmethod
     def from_args(cls, argv: Sequence[str], environ: Mapping[str, str]) -> EdgeConfig:
@@ -129,6 +145,8 @@ class EdgeConfig:
             name=ns.name or f"edge-{listen.port}",
             parent=parse_upstream_url(ns.parent, option="--parent") if ns.parent else None,
             upstream_ca=Path(ns.upstream_ca) if ns.upstream_ca else None,
+            tls_cert=Path(ns.tls_cert) if ns.tls_cert else None,
+            tls_key=Path(ns.tls_key) if ns.tls_key else None,
             admin_token=ns.admin_token or environ.get("CDN_ADMIN_TOKEN") or None,
             stale_if_error=ns.stale_if_error,
             negative_ttl=ns.negative_ttl,
@@ -153,6 +171,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="FILE",
         help="PEM CA bundle trusted for https upstreams, besides the system CAs (verification is always on)",
+    )
+    p.add_argument(
+        "--tls-cert",
+        default=None,
+        metavar="FILE",
+        help="serve viewers over TLS only: PEM certificate (leaf first, then intermediates); needs --tls-key",
+    )
+    p.add_argument(
+        "--tls-key", default=None, metavar="FILE", help="PEM private key of --tls-cert (unencrypted)"
     )
     p.add_argument("--admin-token", default=None, help="admin bearer token (prefer env CDN_ADMIN_TOKEN)")
     p.add_argument("--stale-if-error", type=float, default=DEFAULT_STALE_IF_ERROR, metavar="SECONDS")

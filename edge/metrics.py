@@ -21,6 +21,7 @@ __all__ = [
     "LATENCY_BUCKETS",
     "Metrics",
     "RateMeter",
+    "TlsCounters",
     "UpstreamCounters",
 ]
 
@@ -46,6 +47,14 @@ class UpstreamCounters:
     aborted: int
     fallbacks: int
     coalesced_probes: int  # HEADs that shared another's upstream HEAD
+
+
+@dataclass(frozen=True, slots=True)
+class TlsCounters:
+    """Handshakes on the TLS viewer port: completed (= TLS connections) and failed (dropped)."""
+
+    handshakes: int
+    failures: int
 
 
 class RateMeter:
@@ -95,8 +104,8 @@ class Metrics:
         """Count one error response the edge produced itself (4xx/5xx)."""
         self.errors[status] = self.errors.get(status, 0) + 1
 
-    def render(self, store: StoreStats, upstream: UpstreamCounters) -> str:
-        """The Prometheus text exposition (format 0.0.4)."""
+    def render(self, store: StoreStats, upstream: UpstreamCounters, tls: TlsCounters | None = None) -> str:
+        """The Prometheus text exposition (format 0.0.4); the TLS families only when `tls` is given."""
         out: list[str] = []
         _family(out, "cdn_edge_requests_total", "counter", "Proxied responses by cache status.")
         out += [f'cdn_edge_requests_total{{cache="{s}"}} {n}' for s, n in self.requests.items()]
@@ -174,6 +183,8 @@ class Metrics:
         ):
             _family(out, name, kind, doc)
             out.append(f"{name} {value}")
+        if tls is not None:
+            _render_tls(out, tls)
         self._render_histogram(out)
         return "\n".join(out) + "\n"
 
@@ -187,6 +198,19 @@ class Metrics:
             out.append(f'{name}_bucket{{le="{le}"}} {total}')
         out.append(f"{name}_sum {self.latency_sum}")
         out.append(f"{name}_count {total}")
+
+
+def _render_tls(out: list[str], tls: TlsCounters) -> None:
+    for name, doc, value in (
+        ("cdn_edge_tls_handshakes_total", "TLS handshakes completed (TLS connections).", tls.handshakes),
+        (
+            "cdn_edge_tls_handshake_failures_total",
+            "Clients dropped in the TLS handshake (plain HTTP, resets, refused certificates, timeouts).",
+            tls.failures,
+        ),
+    ):
+        _family(out, name, "counter", doc)
+        out.append(f"{name} {value}")
 
 
 def _family(out: list[str], name: str, kind: str, doc: str) -> None:

@@ -8,6 +8,7 @@ A HEAD for a key with nothing cached and no fill in flight is forwarded upstream
 (X-Cache PASS; concurrent ones share one) and never fills: players probe the sizes of chunks
 they may never fetch. An entry or a fill is used for a request only when it is the variant that
 request selects (`edge.vary`, RFC 9111 §4.1); another variant is a miss, whose fill replaces it.
+With `--tls-cert/--tls-key` the port speaks TLS only (`edge.tls.TlsListener`); the rest is the same.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from edge.config import EdgeConfig
 from edge.errors import BadPathError, RangeNotSatisfiable, RequestError, UpstreamError
 from edge.fill import Fill, Filler, FillOutcome
 from edge.http import HttpConnection, Request
-from edge.metrics import CacheStatus, Metrics, RateMeter, UpstreamCounters
+from edge.metrics import CacheStatus, Metrics, RateMeter, TlsCounters, UpstreamCounters
 from edge.store import Entry, Store
+from edge.tls import TlsListener, server_tls_context
 from edge.upstream import UpstreamChain, UpstreamPool, client_tls_context
 from edge.vary import Forwarded, forwarded, matches
 
@@ -39,6 +41,7 @@ log = logging.getLogger("edge.server")
 _INLINE_READ = 64 * 1024  # disk bodies up to this size are read on the loop; larger in a thread
 _KEY_CACHE = 4096
 _COALESCE_WRITE = 64 * 1024  # bodies up to this size go out in the same write as the head
+_BACKLOG = 2048
 
 
 class EdgeServer:
@@ -50,6 +53,7 @@ class EdgeServer:
         self.header_timeout = config.header_timeout
         self.keepalive_timeout = config.keepalive_timeout
         self.max_header_bytes = config.max_header_bytes
+        self.tls = _viewer_tls(config)  # first: a bad certificate or key stops the edge before anything else
         self.store = Store(config.cache_dir, capacity=config.cache_size, memory_capacity=config.memory_cache)
         pools = [config.parent, config.origin] if config.parent else [config.origin]
         tls = _upstream_tls(config)
@@ -71,6 +75,7 @@ class EdgeServer:
         self.via = f"1.1 {config.name}"
         self.connections: set[HttpConnection] = set()
         self._server: asyncio.Server | None = None
+        self._listener: TlsListener | None = None
         self._sampler: asyncio.TimerHandle | None = None
         self._keys: dict[str, str] = {}
         self._last_sample = 0.0
@@ -89,16 +94,33 @@ class EdgeServer:
             report.bytes,
             report.removed,
         )
-        self._server = await loop.create_server(
-            lambda: HttpConnection(self), self.config.listen.host, self.config.listen.port, backlog=2048
-        )
+        host, port = self.config.listen.host, self.config.listen.port
+        if self.tls is None:
+            self._server = await loop.create_server(
+                lambda: HttpConnection(self), host, port, backlog=_BACKLOG
+            )
+        else:
+            # the handshake is part of the request deadline: a client stalling in it is a slowloris too
+            self._listener = TlsListener(
+                lambda: HttpConnection(self), self.tls, handshake_timeout=self.header_timeout
+            )
+            await self._listener.start(host, port, backlog=_BACKLOG)
         self._sample()
 
     @property
     def port(self) -> int:
         """The port actually bound."""
+        if self._listener is not None:
+            return int(self._listener.sockets[0].getsockname()[1])
         assert self._server is not None, "call start() first"
         return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def tls_counters(self) -> TlsCounters | None:
+        """Handshakes done and failed on the TLS port; None when the edge serves plain HTTP."""
+        if self._listener is None:
+            return None
+        return TlsCounters(handshakes=self._listener.handshakes, failures=self._listener.failures)
 
     async def close(self) -> None:
         """Stop listening, drop connections, cancel fills, close upstream connections."""
@@ -106,6 +128,8 @@ class EdgeServer:
             self._sampler.cancel()
         if self._server is not None:
             self._server.close()
+        if self._listener is not None:
+            await self._listener.close()
         for conn in list(self.connections):
             conn.abort()
         await self.filler.close()
@@ -344,7 +368,7 @@ class EdgeServer:
             coalesced_probes=self.filler.stats.probe_waiters,
             fallbacks=u.fallbacks,
         )
-        text = self.metrics.render(self.store.stats(), counters).encode()
+        text = self.metrics.render(self.store.stats(), counters, self.tls_counters).encode()
         responses.send_simple(self, conn, req, 200, text, "text/plain; version=0.0.4; charset=utf-8")
 
     def _send_error(
@@ -360,6 +384,13 @@ class EdgeServer:
         responses.send_simple(
             self, conn, req, status, (message + "\n").encode(), "text/plain; charset=utf-8", extra
         )
+
+
+def _viewer_tls(config: EdgeConfig) -> ssl.SSLContext | None:
+    """The TLS context of the viewer port, built once; None for plain HTTP. Raise ConfigError."""
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    return server_tls_context(config.tls_cert, config.tls_key)
 
 
 def _upstream_tls(config: EdgeConfig) -> ssl.SSLContext | None:

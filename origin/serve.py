@@ -11,12 +11,12 @@ import logging
 import os
 import signal
 import socket
-import ssl
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 from cdn.hostport import HostPort, hostport_arg
+from cdn.tls import TlsFileError, server_tls_context
 from origin.config import (
     DEFAULT_LISTEN,
     DEFAULT_MANIFEST_MAX_AGE,
@@ -128,29 +128,15 @@ def _bind(listen: HostPort) -> socket.socket:
 
 
 def check_tls(config: ServeConfig) -> None:
-    """Load the certificate and key once before serving, so that a missing file or a key that does not
-    match becomes a clear ServeConfigError (exit 2) instead of a traceback from inside uvicorn."""
+    """Load the certificate and key once before serving (`cdn.tls`), so that a missing file, an encrypted
+    key (uvicorn would prompt for its passphrase) or a key that does not match becomes a clear
+    ServeConfigError (exit 2) instead of a hang or a traceback from inside uvicorn."""
     if config.tls_cert is None or config.tls_key is None:
         return
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
-        context.load_cert_chain(certfile=config.tls_cert, keyfile=config.tls_key)
-    except FileNotFoundError as exc:
-        raise ServeConfigError(f"cannot read {exc.filename}: no such file (--tls-cert / --tls-key)") from None
-    except OSError as exc:
-        raise ServeConfigError(
-            f"--tls-cert {config.tls_cert} / --tls-key {config.tls_key}: {_tls_words(exc)}; "
-            "give a PEM certificate and the private key that belongs to it"
-        ) from None
-
-
-def _tls_words(exc: OSError) -> str:
-    """What went wrong loading a certificate or key, in words (no key material is ever in it)."""
-    if isinstance(exc, ssl.SSLError):
-        if "KEY_VALUES_MISMATCH" in str(exc) or "key values mismatch" in str(exc):
-            return "the key does not belong to the certificate"
-        return f"not a usable PEM certificate and key ({exc.reason or 'unreadable'})"
-    return exc.strerror or str(exc)
+        server_tls_context(config.tls_cert, config.tls_key)
+    except TlsFileError as exc:
+        raise ServeConfigError(str(exc)) from None
 
 
 def run_serve(args: argparse.Namespace) -> int:

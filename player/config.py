@@ -58,6 +58,7 @@ class PlayerConfig:
     max_failovers: int = DEFAULT_MAX_FAILOVERS
     chunk_sizes: ChunkSizes = "head"
     duration: float | None = None  # stop after this many media seconds (None: to the end; live: Ctrl-C)
+    ca: Path | None = None  # PEM CA bundle trusted for https edges, besides the system CAs
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
@@ -100,6 +101,7 @@ class PlayerConfig:
                 max_failovers=ns.max_failovers,
                 chunk_sizes=ns.chunk_sizes,
                 duration=ns.duration,
+                ca=ns.ca,
             )
         except ValueError as exc:
             parser.error(str(exc))
@@ -113,6 +115,17 @@ def _check_abr(parser: argparse.ArgumentParser, name: str | None) -> None:
 
     if name not in ALGORITHMS:
         parser.error(f"--abr {name!r} is unknown; choose one of: {', '.join(sorted(ALGORITHMS))}")
+
+
+def _ca_arg(text: str) -> Path:
+    """A `--ca` file that holds at least one PEM CA certificate (checked now: a usage error, not a failure)."""
+    from player.fetch import CaFileError, client_tls_context
+
+    try:
+        client_tls_context(Path(text))
+    except CaFileError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--ca ")) from None
+    return Path(text)
 
 
 def _subnet_arg(text: str) -> IPNetwork:
@@ -154,6 +167,13 @@ def build_parser(prog: str = "cdn-player") -> argparse.ArgumentParser:
         type=hostport_arg,
         metavar="HOST:PORT",
         help="DNS server that resolves the URL's host (default: the system resolver)",
+    )
+    p.add_argument(
+        "--ca",
+        type=_ca_arg,
+        metavar="FILE",
+        help="PEM CA bundle trusted for https edges besides the system CAs (certificates are always "
+        "verified, against the URL's host)",
     )
     p.add_argument("--abr", metavar="NAME", help="ABR algorithm (default: the best one of the evaluation)")
     where = p.add_mutually_exclusive_group()

@@ -6,8 +6,10 @@ PlayerError                 root: everything this package raises derives from it
 ├── IndexRequired           timeline.segments() needs the parsed sidx of a SegmentBase (also a RuntimeError)
 ├── TraceError              a throughput trace file cannot be read (bad input)
 ├── AbrError                an ABR algorithm name is unknown or its inputs are inconsistent (also ValueError)
-└── ClockSyncError          a live stream's time source answered something that is not a time
-                            (defined in player.clocksync; sync_clock catches it and tries the next source)
+├── ClockSyncError          a live stream's time source answered something that is not a time
+│                           (defined in player.clocksync; sync_clock catches it and tries the next source)
+└── CaFileError             a `--ca` file is missing, unreadable or holds no PEM CA certificate (also
+                            ValueError; defined in player.fetch, next to FetchError and Abandoned)
 """
 
 from __future__ import annotations

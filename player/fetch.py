@@ -9,15 +9,20 @@ the measured download time, throughput and recent rate (over the last `RECENT_SE
 A `progress` callback sees the bytes as they arrive and may abandon the download (`Abandoned`); a
 per-request `read_timeout` (the longest wait between two socket reads, never above the client's) lets
 the caller leave a silent edge sooner: it fails the attempt like any other timeout.
+For https URLs the TLS name is the URL's host, not the edge's IP: it is the SNI and the name the
+certificate is checked against (always); the CAs are httpx's bundle, or with `--ca` the system CAs
+plus that file (`client_tls_context`). A refused certificate is an attempt that failed, named as such.
 """
 
 from __future__ import annotations
 
 import random
 import re
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Self
 
 import httpx
@@ -29,12 +34,14 @@ from player.resolve import Resolution, ResolveError, Resolver
 
 __all__ = [
     "Abandoned",
+    "CaFileError",
     "ChunkFetch",
     "EdgePool",
     "FetchError",
     "Fetcher",
     "ProgressCallback",
     "ResolveError",
+    "client_tls_context",
     "default_backoff",
     "recent_rate",
     "request_timeout",
@@ -43,6 +50,8 @@ __all__ = [
 FAILED_HOLD_SECONDS = 30.0  # how long a failed edge stays excluded from the answers
 STALE_RETRY_SECONDS = 5.0  # how long an expired answer is reused before asking a silent DNS again
 MAX_REDIRECTS = 5
+# X509_V_ERR_* codes that mean "no trusted CA signed this": self-signed, or an issuer we do not know
+_UNKNOWN_ISSUER = frozenset({2, 18, 19, 20, 21})
 
 
 class FetchError(PlayerError):
@@ -71,8 +80,19 @@ ProgressCallback = Callable[[int, float], bool]
 """Called after each read with (bytes received in this attempt, seconds since the request); True abandons."""
 
 
+class CaFileError(PlayerError, ValueError):
+    """Raised when a `--ca` file is missing, unreadable or holds no PEM CA certificate."""
+
+
 class _Retryable(Exception):
-    """An attempt failed in a way another attempt may fix (5xx, connection error, short body)."""
+    """An attempt failed in a way another attempt may fix (5xx, connection error, short body).
+
+    `tls` marks a certificate the player refused: the final message then points at --ca, not the CDN.
+    """
+
+    def __init__(self, message: str, *, tls: bool = False) -> None:
+        super().__init__(message)
+        self.tls = tls
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,6 +117,31 @@ class ChunkFetch:
     def throughput_bps(self) -> float:
         """Measured throughput of this download in bits per second."""
         return len(self.data) * 8 / max(self.download_seconds, 1e-6)
+
+
+def client_tls_context(ca_file: Path) -> ssl.SSLContext:
+    """A TLS client context trusting the system CAs plus the PEM CA bundle `ca_file`.
+
+    Certificate and host-name verification stay on (there is no way to turn them off). Raise
+    CaFileError when the file is missing, unreadable, or holds no PEM CA certificate.
+    """
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    before = context.cert_store_stats()["x509_ca"]
+    try:
+        context.load_verify_locations(cafile=ca_file)
+    except ssl.SSLError as exc:
+        raise CaFileError(
+            f"--ca {ca_file}: no PEM certificate in it ({exc.reason or exc}); "
+            "give the CA certificate(s) as PEM (-----BEGIN CERTIFICATE-----)"
+        ) from None
+    except OSError as exc:
+        raise CaFileError(f"--ca {ca_file}: cannot read it: {exc.strerror or exc}") from None
+    if context.cert_store_stats()["x509_ca"] == before:
+        raise CaFileError(
+            f"--ca {ca_file}: no CA certificate in it (no CA:TRUE); give the CA that signed the edges' "
+            "certificates, not an edge's certificate itself"
+        )
+    return context
 
 
 def default_backoff(attempt: int) -> float:
@@ -170,7 +215,9 @@ class Fetcher:
         backoff: Callable[[int], float] = default_backoff,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        ca: Path | None = None,
     ) -> None:
+        """`ca`: a PEM CA bundle trusted for https besides the system CAs (raise CaFileError if bad)."""
         self.pool = pool
         self.timeout = timeout
         self.retries_per_edge = retries_per_edge
@@ -178,7 +225,8 @@ class Fetcher:
         self.backoff = backoff
         self.sleep = sleep
         self.clock = clock
-        transport = httpx.HTTPTransport(local_address=source_ip, retries=0)
+        verify: ssl.SSLContext | bool = client_tls_context(ca) if ca is not None else True
+        transport = httpx.HTTPTransport(verify=verify, local_address=source_ip, retries=0)
         self._client = httpx.Client(
             transport=transport, timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False
         )
@@ -224,7 +272,9 @@ class Fetcher:
         except ResolveError:
             return None
         try:
-            response = self._client.head(target.copy_with(host=ip), headers=_headers(target, None))
+            response = self._client.head(
+                target.copy_with(host=ip), headers=_headers(target, None), extensions=_tls_name(target)
+            )
         except httpx.TransportError:  # a dead edge: leave it now, not after one timeout per probed chunk
             self.pool.fail(target.host, ip)
             return None
@@ -245,6 +295,7 @@ class Fetcher:
     ) -> ChunkFetch:
         target = httpx.URL(url)
         errors: list[str] = []
+        refused = False  # the last failure was a certificate the player refused
         ip: str | None = None
         for failovers in range(self.max_failovers + 1):
             if ip is not None:  # every attempt at the previous edge failed: exclude it, re-resolve
@@ -266,13 +317,19 @@ class Fetcher:
                     )
                 except _Retryable as exc:
                     errors.append(f"{_edge(target, ip)}: {exc}")
+                    refused = exc.tls
                     continue
                 if expected_size is None or len(got.data) == expected_size:
                     return got
                 errors.append(f"{got.edge}: {len(got.data)} bytes, {expected_size} expected; refetching")
+                refused = False
+        hint = (
+            f"does the edges' certificate name {target.host} and chain to a CA the player trusts (--ca adds one)?"
+            if refused
+            else "is the CDN up?"
+        )
         raise FetchError(
-            f"GET {url} failed {len(errors)} times on every edge tried (last: {errors[-1]}); is the CDN up?",
-            url=url,
+            f"GET {url} failed {len(errors)} times on every edge tried (last: {errors[-1]}); {hint}", url=url
         )
 
     def _once(
@@ -288,11 +345,14 @@ class Fetcher:
         timeout: httpx.Timeout,
     ) -> ChunkFetch:
         headers = _headers(target, byte_range)
-        extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
         started = self.clock()
         try:
             with self._client.stream(
-                "GET", target.copy_with(host=ip), headers=headers, extensions=extensions, timeout=timeout
+                "GET",
+                target.copy_with(host=ip),
+                headers=headers,
+                extensions=_tls_name(target),
+                timeout=timeout,
             ) as response:
                 status = response.status_code
                 location = response.headers.get("location") if 300 <= status < 400 else None
@@ -308,6 +368,9 @@ class Fetcher:
         except httpx.TimeoutException as exc:
             raise _Retryable(f"timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
+            refused = _refused_certificate(exc)
+            if refused is not None:
+                raise _Retryable(_certificate_failure(refused, target.host), tls=True) from exc
             raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
         if location is not None:
             return self._redirect(
@@ -401,6 +464,31 @@ def _bytes_at(marks: Sequence[tuple[float, int]], when: float) -> float:
         if t0 <= when <= t1:
             return b0 if t1 == t0 else b0 + (b1 - b0) * (when - t0) / (t1 - t0)
     return float(marks[-1][1])
+
+
+def _tls_name(target: httpx.URL) -> dict[str, str]:
+    """The request extension that makes the URL's host (not the edge IP we connect to) the TLS name.
+
+    httpcore sends it as the SNI and checks the certificate against it (RFC 6125): the edge must
+    prove it is `video.cdn.test`, not merely 127.0.0.2.
+    """
+    return {"sni_hostname": target.host} if target.scheme == "https" else {}
+
+
+def _refused_certificate(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification error under an httpx error (httpx → httpcore → ssl), if any."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # the chain is two or three long; a bound in case one loops
+        if seen is None or isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _certificate_failure(exc: ssl.SSLCertVerificationError, host: str) -> str:
+    """Why the edge's certificate was refused, for `host`, with the --ca hint when the CA is unknown."""
+    hint = "; pass the CA that signed it with --ca" if exc.verify_code in _UNKNOWN_ISSUER else ""
+    return f"TLS certificate verify failed for {host}: {exc.verify_message}{hint}"
 
 
 def _headers(target: httpx.URL, byte_range: tuple[int, int] | None) -> dict[str, str]:

@@ -250,6 +250,7 @@ def run(config: PlayerConfig) -> int:
                 timeout=config.timeout,
                 retries_per_edge=config.retries_per_edge,
                 max_failovers=config.max_failovers,
+                ca=config.ca,
             ) as fetcher,
             LiveView(total=0, title=f"playing {config.url}", quiet=config.quiet) as view,
         ):

@@ -34,7 +34,7 @@ class Clock:
 
 
 class EdgeThread:
-    """An EdgeServer running on its own uvloop in a thread, on 127.0.0.1 port 0."""
+    """An EdgeServer running on its own uvloop in a thread, on 127.0.0.1 port 0 (`url`: https with TLS)."""
 
     def __init__(self, config: EdgeConfig, clock: Callable[[], float]) -> None:
         self.config = config
@@ -42,7 +42,7 @@ class EdgeThread:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.server = self.call_async(self._make(config, clock))
-        self.url = f"http://127.0.0.1:{self.server.port}"
+        self.url = f"{'https' if config.tls else 'http'}://127.0.0.1:{self.server.port}"
 
     @staticmethod
     async def _make(config: EdgeConfig, clock: Callable[[], float]) -> EdgeServer:

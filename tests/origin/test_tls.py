@@ -83,9 +83,10 @@ def test_a_client_without_the_ca_and_a_plain_http_client_get_nothing(https_origi
     ("flags", "message"),
     [
         (["--tls-cert", "{cert}"], "go together"),
-        (["--tls-cert", "{cert}", "--tls-key", "{missing}"], "no such file"),
-        (["--tls-cert", "{cert}", "--tls-key", "{other-key}"], "the key does not belong to the certificate"),
-        (["--tls-cert", "{ca-garbage}", "--tls-key", "{key}"], "not a usable PEM certificate"),
+        (["--tls-cert", "{cert}", "--tls-key", "{missing}"], "cannot read it"),
+        (["--tls-cert", "{cert}", "--tls-key", "{other-key}"], "is not the private key of the certificate"),
+        (["--tls-cert", "{ca-garbage}", "--tls-key", "{key}"], "no PEM certificate in it"),
+        (["--tls-cert", "{cert}", "--tls-key", "{encrypted}"], "the key is encrypted"),
     ],
 )
 def test_bad_certificate_settings_exit_2_before_serving(
@@ -93,12 +94,26 @@ def test_bad_certificate_settings_exit_2_before_serving(
 ) -> None:
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("not a certificate\n")
+    encrypted = tmp_path / "encrypted.pem"
+    encrypted.write_bytes(_encrypted_key(pem["key"]))
     names = {"cert": pem["cert"], "key": pem["key"], "other-key": pem["other-key"],
-             "missing": tmp_path / "missing.pem", "ca-garbage": garbage}  # fmt: skip
+             "missing": tmp_path / "missing.pem", "ca-garbage": garbage, "encrypted": encrypted}  # fmt: skip
     argv = [f.format(**{k: str(v) for k, v in names.items()}) for f in flags]
     proc = _serve(tmp_path / "store", *argv)
-    _, err = proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=30)  # an encrypted key must not wait for a passphrase
     assert proc.returncode == 2, err
     assert message in err
     assert "Traceback" not in err
     assert "PRIVATE KEY" not in err
+
+
+def _encrypted_key(key_file: Path) -> bytes:
+    """The key of `key_file`, encrypted with a passphrase (PEM)."""
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"passphrase"),
+    )
