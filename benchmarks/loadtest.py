@@ -2,8 +2,10 @@
 
 Starts `cdn-origin serve` and one `cdn-edge serve` on free loopback ports in a temporary directory,
 packages a small catalogue (4 videos, 2 s chunks), then runs `cdn loadtest`'s engine with 1000
-players for a bounded time and prints one line per figure. Usage:
-    ./run.sh bench loadtest [--players 1000] [--duration 30]
+players for a bounded time and prints one line per figure. With `--https` the edge terminates TLS
+(`--tls-cert/--tls-key` from a CA made here with trustme) and the players speak https to it with
+that CA, to compare with a plain-HTTP run. Usage:
+    ./run.sh bench loadtest [--players 1000] [--duration 30] [--https]
 """
 
 from __future__ import annotations
@@ -18,14 +20,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# The repository instead of this folder: benchmarks/dns.py would shadow dnspython (`--https` loads the
+# player's TLS context, whose module imports dns.edns).
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from rich.console import Console  # noqa: E402
 
 from cdn.hostport import HostPort  # noqa: E402
-from cdn.launcher import Supervisor  # noqa: E402
+from cdn.launcher import LaunchError, Supervisor  # noqa: E402
+from cdn.loadclient import HTTPClientError  # noqa: E402
 from cdn.loadreport import ensure_catalogue  # noqa: E402
-from cdn.loadtest import LoadConfig, run_load  # noqa: E402
+from cdn.loadtest import LoadConfig, client_context, fetch_once, run_load  # noqa: E402
 from cdn.plan import ServiceSpec  # noqa: E402
 
 
@@ -35,7 +40,21 @@ def _free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
-def _specs(work: Path) -> list[ServiceSpec]:
+def _make_pki(work: Path) -> list[str]:
+    """A test CA (work/pki/ca.pem) and an edge certificate for 127.0.0.1; the edge's --tls-* options."""
+    import trustme  # a test dependency: only the --https variant needs it
+
+    pki = work / "pki"
+    pki.mkdir()
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1", "localhost")
+    leaf.cert_chain_pems[0].write_to_path(str(pki / "cert.pem"))
+    leaf.private_key_pem.write_to_path(str(pki / "key.pem"))
+    ca.cert_pem.write_to_path(str(pki / "ca.pem"))
+    return ["--tls-cert", str(pki / "cert.pem"), "--tls-key", str(pki / "key.pem")]
+
+
+def _specs(work: Path, tls_args: list[str]) -> list[ServiceSpec]:
     op, ep = _free_port("127.0.0.1"), _free_port("127.0.0.1")
     origin = ServiceSpec(
         name="origin", kind="origin", listen=HostPort("127.0.0.1", op),
@@ -47,7 +66,7 @@ def _specs(work: Path) -> list[ServiceSpec]:
         name="edge", kind="edge", listen=HostPort("127.0.0.1", ep), depends_on=("origin",),
         argv=("cdn-edge", "serve", "--origin", f"http://127.0.0.1:{op}", "--listen", f"127.0.0.1:{ep}",
               "--cache-dir", str(work / "cache"), "--cache-size", "1GiB", "--memory-cache", "256MiB",
-              "--name", "bench-edge"),
+              "--name", "bench-edge", *tls_args),
         health_url=f"http://127.0.0.1:{ep}/healthz", log_path=work / "logs" / "edge.log",
     )  # fmt: skip
     return [origin, edge]
@@ -58,6 +77,9 @@ def main() -> int:
     parser.add_argument("--players", type=int, default=1000)
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--videos", type=int, default=4)
+    parser.add_argument(
+        "--https", action="store_true", help="the edge terminates TLS; the players speak https"
+    )
     args = parser.parse_args()
     load1, load5, _ = os.getloadavg()
     print(
@@ -69,20 +91,26 @@ def main() -> int:
         ensure_catalogue(videos, work / "store", console=Console(stderr=True), seconds=24)
         sup = Supervisor(work)
         try:
-            origin, edge = _specs(work)
+            origin, edge = _specs(work, _make_pki(work) if args.https else [])
             sup.start(origin)
             sup.wait_healthy(["origin"], timeout=30)
             sup.start(edge)
-            sup.wait_healthy(["edge"], timeout=30)
-            cfg = LoadConfig(edges=(edge.url,), players=args.players, duration=args.duration,
-                             videos=tuple(videos), ramp=min(10.0, args.duration / 3))  # fmt: skip
+            url = f"https://127.0.0.1:{edge.listen.port}" if args.https else edge.url
+            ca = work / "pki" / "ca.pem" if args.https else None
+            cfg = LoadConfig(edges=(url,), players=args.players, duration=args.duration, videos=tuple(videos),
+                             ramp=min(10.0, args.duration / 3), ca=ca)  # fmt: skip
+            if args.https:
+                _wait_tls_healthy(sup, cfg, timeout=30)
+            else:
+                sup.wait_healthy(["edge"], timeout=30)
             started = time.process_time()
             doc = _run(cfg)
             cpu = time.process_time() - started
         finally:
             sup.close()
-    e = doc["edges"][edge.url]
+    e = doc["edges"][url]
     lat = doc["latency_ms"]
+    print(f"scheme: {'https' if args.https else 'http'} (players to the edge)")
     print(f"players: {doc['players']} (concurrent simulated players, one process)")
     print(f"peak active players: {doc['peak_active']} (players playing at once)")
     print(f"duration: {doc['duration_s']:.1f} (s)")
@@ -94,10 +122,27 @@ def main() -> int:
     print(f"latency p99: {lat['p99']} (ms)")
     print(f"errors: {doc['errors']} ({doc['error_rate'] * 100:.2f} %)")
     print(f"stall per player: {doc['stall_s_per_player']:.2f} (s)")
+    print(f"connections opened: {doc['connections']} (connections; with https, TLS handshakes)")
     print(f"edge hit ratio: {_pct(e.get('hit_ratio'))} (%)")
     print(f"edge origin offload: {_pct(e.get('origin_offload'))} (%)")
     print(f"load generator CPU: {cpu / max(doc['duration_s'], 1e-9) * 100:.0f} (% of one core)")
     return 0
+
+
+def _wait_tls_healthy(sup: Supervisor, cfg: LoadConfig, *, timeout: float) -> None:
+    """Wait until the TLS edge answers /healthz over https (the supervisor's probe speaks plain HTTP)."""
+    tls = client_context(cfg.ca)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sup.running["edge"].proc.poll() is not None:
+            raise LaunchError("the TLS edge exited while starting; see its log")
+        try:
+            if asyncio.run(fetch_once(cfg, cfg.edges[0], "/healthz", tls=tls, time_limit=2.0)).status == 200:
+                return
+        except HTTPClientError:
+            pass
+        time.sleep(0.2)
+    raise LaunchError(f"the TLS edge {cfg.edges[0]} was not healthy after {timeout:.0f} s")
 
 
 def _pct(value: float | None) -> str:

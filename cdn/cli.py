@@ -3,7 +3,7 @@
 cdn up [--topology FILE] [--state-dir var] [--no-sample] [--sample-seconds 60]
 cdn status | cdn down [--state-dir var]
 cdn demo [--keep]                       up, then play the sample from two regions
-cdn loadtest (--topology FILE | --edge URL) --players N --duration S [--zipf 1.0] ...
+cdn loadtest (--topology FILE [--scheme https] | --edge URL) [--ca FILE] --players N --duration S ...
 cdn compose [-o docker-compose.yml]     write the compose file from the topology
 cdn sample --store DIR                  package the sample video when it is missing
 cdn check URL                           exit 0 when URL answers 200 (container health checks)
@@ -46,7 +46,17 @@ def _loadtest_args(p: argparse.ArgumentParser) -> None:
     target.add_argument(
         "--topology", type=Path, metavar="FILE", help="spread players over the regions, edges via DNS"
     )
-    target.add_argument("--edge", action="append", metavar="URL", help="edge base URL (repeatable)")
+    target.add_argument(
+        "--edge", action="append", metavar="URL", help="edge base URL, http:// or https:// (repeatable)"
+    )
+    p.add_argument(
+        "--scheme",
+        choices=("http", "https"),
+        help="with --topology: how to speak to the edges (default http)",
+    )
+    p.add_argument(
+        "--ca", type=Path, metavar="FILE", help="PEM CA trusted for https edges, besides the system's"
+    )
     p.add_argument("--players", type=int, default=100, help="simulated players (default %(default)s)")
     p.add_argument("--duration", type=float, default=30.0, help="seconds (default %(default)s)")
     p.add_argument("--zipf", type=float, default=1.0, help="Zipf exponent of video popularity")

@@ -3,23 +3,31 @@
 One `Connection` per simulated player: it sends `GET` with a fixed Host header, reads the status
 line and headers, then drains the body (Content-Length or chunked) counting bytes, and keeps the
 connection for the next request. A thousand of these in one uvloop process cost far less CPU than a
-general-purpose client. Loopback only; no TLS, no redirects, no decompression.
+general-purpose client. With an SSL context it speaks TLS (SNI and certificate checked against
+`server_name`, never the IP connected to); a refused handshake is a `TLSFailure` in words, not a
+traceback. No redirects, no decompression.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import ssl
 from dataclasses import dataclass
 
-__all__ = ["Connection", "HTTPClientError", "Response"]
+__all__ = ["Connection", "HTTPClientError", "Response", "TLSFailure", "describe_failure"]
 
 _READ = 256 * 1024
 _MAX_HEADER = 64 * 1024
+_CLOSE_WAIT = 2.0  # seconds to wait for a clean close (TLS close_notify) before dropping the socket
+_UNKNOWN_ISSUER = frozenset({2, 18, 19, 20, 21})  # OpenSSL X509_V_ERR_*: a CA we do not trust
 
 
 class HTTPClientError(Exception):
     """Raised when a load-test request fails: connect error, timeout, or a malformed response."""
+
+
+class TLSFailure(HTTPClientError):
+    """Raised when the TLS handshake fails: the certificate was refused, or the protocol failed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,24 +54,51 @@ def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
     return int(parts[1]), headers
 
 
+def describe_failure(exc: BaseException, server_name: str | None = None) -> str:
+    """A request failure in words (pure): OpenSSL's reason for TLS, else the exception's type and text."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        hint = "; pass the CA that signed it with --ca" if exc.verify_code in _UNKNOWN_ISSUER else ""
+        return f"TLS: certificate verify failed: {exc.verify_message} (for {server_name}){hint}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS: handshake failed: {(exc.reason or str(exc)).lower().replace('_', ' ')}"
+    return f"{type(exc).__name__} {exc}"
+
+
 class Connection:
-    """A persistent HTTP/1.1 connection to one host:port (reconnects when the server closes it)."""
+    """A persistent HTTP/1.1 connection to one host:port (reconnects when the server closes it).
+
+    With `tls` (a client context, shared by every connection of a run) it speaks TLS and checks the
+    certificate against `server_name` (default `host`), which is also the SNI. `opened` counts the
+    connections made (with TLS: completed handshakes), to compare keep-alive reuse.
+    """
 
     def __init__(
-        self, host: str, port: int, *, host_header: str | None = None, source: str | None = None
-    ) -> None:
+        self, host: str, port: int, *, host_header: str | None = None, source: str | None = None,
+        tls: ssl.SSLContext | None = None, server_name: str | None = None,
+    ) -> None:  # fmt: skip
         self.host, self.port = host, port
         self.host_header = host_header or f"{host}:{port}"
         self.source = source
+        self.tls = tls
+        self.server_name = (server_name or host) if tls is not None else None
+        self.scheme = "https" if tls is not None else "http"
+        self.opened = 0
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
     async def _connect(self) -> None:
         local = (self.source, 0) if self.source else None
-        self._reader, self._writer = await asyncio.open_connection(self.host, self.port, local_addr=local)
+        self._reader, self._writer = await asyncio.open_connection(
+            self.host, self.port, local_addr=local, ssl=self.tls, server_hostname=self.server_name
+        )
+        self.opened += 1
 
     async def get(self, path: str, *, time_limit: float, keep_body: bool = False) -> Response:
-        """GET `path`; raise HTTPClientError on any failure (the connection is then closed)."""
+        """GET `path` within `time_limit` seconds (connect and TLS handshake included).
+
+        Raise TLSFailure when the handshake fails, HTTPClientError on any other failure; the
+        connection is then closed.
+        """
         try:
             return await asyncio.wait_for(self._get(path, keep_body), time_limit)
         except (
@@ -74,9 +109,9 @@ class Connection:
             ValueError,
         ) as exc:
             await self.close()
-            raise HTTPClientError(
-                f"GET http://{self.host}:{self.port}{path}: {type(exc).__name__} {exc}"
-            ) from exc
+            error = TLSFailure if isinstance(exc, ssl.SSLError) else HTTPClientError
+            url = f"{self.scheme}://{self.host}:{self.port}{path}"
+            raise error(f"GET {url}: {describe_failure(exc, self.server_name)}") from exc
         except HTTPClientError:
             await self.close()
             raise
@@ -130,9 +165,13 @@ class Connection:
         raise HTTPClientError("chunked body with too many chunks")
 
     async def close(self) -> None:
-        """Close the socket (idempotent)."""
+        """Close the socket (idempotent); a TLS peer silent to close_notify is dropped after a while."""
         writer, self._writer, self._reader = self._writer, None, None
         if writer is not None:
             writer.close()
-            with contextlib.suppress(OSError, asyncio.CancelledError):
-                await writer.wait_closed()
+            try:
+                await asyncio.wait_for(writer.wait_closed(), _CLOSE_WAIT)
+            except TimeoutError:
+                writer.transport.abort()
+            except (OSError, asyncio.CancelledError):
+                pass

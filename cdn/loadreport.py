@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +20,9 @@ from rich.live import Live
 from rich.table import Table
 
 from cdn.console import make_console
+from cdn.loadclient import HTTPClientError, TLSFailure
 from cdn.loadmodel import percentile
-from cdn.loadtest import LoadConfig, Recorder, run_load
+from cdn.loadtest import LoadConfig, Recorder, client_context, fetch_once, run_load
 from cdn.promtext import EdgeCounters
 
 __all__ = ["ensure_catalogue", "preflight", "results_table", "run_and_report", "summarise", "write_plot"]
@@ -75,6 +77,7 @@ def summarise(
         "errors": errors, "error_rate": errors / (requests + rec.statuses.get("error", 0) or 1),
         "statuses": dict(sorted(rec.statuses.items())), "x_cache": dict(sorted(rec.cache.items())),
         "stall_s_per_player": rec.stalled / cfg.players, "cut_at_end": rec.cut, "error_samples": rec.error_samples,
+        "connections": rec.connections,
         "edges": {e: {**_edge_doc(before.get(e), after.get(e)), **({"name": n} if n else {})}
                   for e, n in zip(cfg.edges, cfg.edge_names or ("",) * len(cfg.edges), strict=True)},
         "timeline": _timeline(rec, int(elapsed + 0.999)),
@@ -97,6 +100,7 @@ def results_table(doc: dict[str, Any]) -> tuple[Table, Table]:
         ("throughput", f"{doc['throughput_mbps']:.1f} Mbit/s"), ("latency p50", f"{lat['p50']} ms"),
         ("latency p95", f"{lat['p95']} ms"), ("latency p99", f"{lat['p99']} ms"),
         ("errors", f"{doc['errors']} ({doc['error_rate'] * 100:.2f} %)"),
+        ("connections opened", f"{doc['connections']}"),
         ("stall per player", f"{doc['stall_s_per_player']:.2f} s"),
     ):  # fmt: skip
         run.add_row(name, value)
@@ -173,31 +177,40 @@ def _config(args: Any) -> tuple[LoadConfig, Path | None]:
     common = {"players": args.players, "duration": args.duration, "videos": videos, "zipf": args.zipf,
               "ramp": args.ramp, "speed": args.speed}  # fmt: skip
     if args.topology is None:
-        return LoadConfig(edges=tuple(args.edge), **common), args.store
+        if args.scheme is not None:
+            raise ValueError("--scheme goes with --topology; with --edge the URL says it (https://HOST:PORT)")
+        return LoadConfig(edges=tuple(args.edge), ca=args.ca, **common), args.store
     from cdn.compose import content_host
     from cdn.topology import load_topology
 
     topo = load_topology(args.topology)
     nets = tuple(str(c.network) for c in topo.clients if c.region and c.network.version == 4)
     dns = topo.dns.listen
-    cfg = LoadConfig(edges=tuple(e.url for e in topo.edges), edge_names=tuple(e.name for e in topo.edges),
+    scheme = args.scheme or "http"  # the topology's edge URLs are http://ADDRESS:PORT
+    edges = tuple(f"{scheme}://{e.url.removeprefix('http://')}" for e in topo.edges)
+    cfg = LoadConfig(edges=edges, edge_names=tuple(e.name for e in topo.edges), ca=args.ca,
                      dns=(dns.host, dns.port), dns_name=content_host(topo), host_header=content_host(topo),
                      client_networks=nets, **common)  # fmt: skip
     store = args.store or (topo.origin.store if topo.origin.store.is_dir() else None)
     return cfg, store
 
 
-def preflight(cfg: LoadConfig) -> str | None:
-    """Why the run cannot start (an edge down, the catalogue missing), or None when it can."""
-    from cdn.launcher import probe
+def preflight(cfg: LoadConfig, tls: ssl.SSLContext | None = None) -> str | None:
+    """Why the run cannot start (an edge down, the catalogue missing), or None when it can.
 
+    A refused TLS handshake does not stop the run: it is what the run measures, every request an error.
+    """
+    edge = cfg.edges[0].rstrip("/")
     for video in cfg.videos:
-        url = f"{cfg.edges[0].rstrip('/')}/videos/{video}/manifest.mpd"
-        status, _ = probe(url, timeout=5.0)
-        if status is None:
+        path = f"/videos/{video}/manifest.mpd"
+        try:
+            status = asyncio.run(fetch_once(cfg, edge, path, tls=tls, time_limit=5.0)).status
+        except TLSFailure:
+            return None
+        except HTTPClientError:
             return f"{cfg.edges[0]} does not answer: start the CDN first (`cdn up`)"
         if status != 200:
-            return (f"{url} answered HTTP {status}: package the load-test videos with --store DIR "
+            return (f"{edge}{path} answered HTTP {status}: package the load-test videos with --store DIR "
                     "(the origin's store, var/store for `cdn up`)")  # fmt: skip
     return None
 
@@ -219,12 +232,13 @@ def run_and_report(args: Any) -> int:
     console = make_console(stderr=True)
     try:
         cfg, store = _config(args)
+        tls = client_context(cfg.ca) if cfg.tls else None  # once per run, shared by every player
     except ValueError as exc:
-        console.print(f"[red]cdn loadtest[/]: {exc}")
+        console.print(f"[red]cdn loadtest[/]: {exc}", highlight=False)
         return 2
     if store is not None:
         ensure_catalogue(list(cfg.videos), store, console=console)
-    problem = preflight(cfg)
+    problem = preflight(cfg, tls)
     if problem:
         console.print(f"[red]cdn loadtest[/]: {problem}")
         return 1
@@ -235,12 +249,14 @@ def run_and_report(args: Any) -> int:
     except ImportError:  # pragma: no cover - uvloop is a dependency
         runner = asyncio.run
     if args.quiet or not console.is_terminal:
-        doc = runner(run_load(cfg))
+        doc = runner(run_load(cfg, tls=tls))
     else:
         with Live(console=console, refresh_per_second=2, transient=True) as live:
-            doc = runner(
-                run_load(cfg, progress=lambda rec, now: live.update(_live_view(rec, now, cfg.duration)))
-            )
+
+            def view(rec: Recorder, now: float) -> None:
+                live.update(_live_view(rec, now, cfg.duration))
+
+            doc = runner(run_load(cfg, progress=view, tls=tls))
     out = make_console()
     for table in results_table(doc):
         out.print(table)

@@ -5,20 +5,25 @@ the DNS router from a client address in its region with `--topology`), fetches t
 chunks at playback pace with a throughput ABR (`cdn.loadmodel`). A recorder keeps per-second
 figures; the edges' /metrics are read before and after, so hit ratio and origin offload are deltas
 over the run. Every loop is bounded by the run's deadline. Reporting lives in `cdn.loadreport`.
+https edges get TLS from one client context per run, checked against the name a player would use.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import random
+import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from cdn.loadclient import Connection, HTTPClientError
+from cdn.hostport import HostPort
+from cdn.loadclient import Connection, HTTPClientError, Response
 from cdn.loadmodel import (
     PlayerState,
     VideoPlan,
@@ -30,25 +35,40 @@ from cdn.loadmodel import (
     wait_time,
     zipf_cdf,
 )
-from cdn.promtext import EdgeCounters
+from cdn.promtext import EdgeCounters, PromTextError, edge_counters, parse_prometheus_text
 
-__all__ = ["LoadConfig", "Recorder", "Target", "run_load"]
+__all__ = [
+    "LoadConfig",
+    "Recorder",
+    "Target",
+    "client_context",
+    "edge_target",
+    "fetch_once",
+    "host_header",
+    "run_load",
+]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where one player sends its requests: an edge's host and port, from a client source address."""
+    """Where one player sends its requests: an edge's host and port, from a client source address.
+
+    `tls_name` is set for https: the name sent as SNI and checked in the edge's certificate.
+    """
 
     host: str
     port: int
     source: str | None = None
+    tls_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LoadConfig:
     """One load test run."""
 
-    edges: tuple[str, ...]  # base URLs of the edges whose /metrics are read
+    edges: tuple[str, ...]  # base URLs (http:// or https://) of the edges whose /metrics are read
     edge_names: tuple[str, ...] = ()  # their names, for the report (same order)
     players: int
     duration: float
@@ -63,6 +83,7 @@ class LoadConfig:
     dns: tuple[str, int] | None = None  # the router, when players resolve their edge through DNS
     dns_name: str = "video.cdn.test"
     client_networks: tuple[str, ...] = ()  # one per region; players take source addresses in them
+    ca: Path | None = None  # a PEM CA bundle trusted for https edges, besides the system CAs
 
     def __post_init__(self) -> None:
         if not 1 <= self.players <= 100_000:
@@ -75,6 +96,19 @@ class LoadConfig:
             raise ValueError("no edge to load: give --edge URL or --topology FILE")
         if self.edge_names and len(self.edge_names) != len(self.edges):
             raise ValueError(f"{len(self.edge_names)} edge names for {len(self.edges)} edges")
+        schemes = {_split(e)[0] for e in self.edges}
+        if self.dns is not None and len(schemes) > 1:
+            raise ValueError("edges reached through DNS must all be http:// or all https://")
+        if self.ca is not None and not self.tls:
+            raise ValueError(
+                f"--ca {self.ca} is for https edges, but every edge is http://: "
+                "give https:// edge URLs (with --topology: --scheme https)"
+            )
+
+    @property
+    def tls(self) -> bool:
+        """Does any edge speak https (then the run needs a TLS client context)?"""
+        return any(e.startswith("https://") for e in self.edges)
 
 
 @dataclass(slots=True)
@@ -101,6 +135,7 @@ class Recorder:
         self.switches = 0
         self.error_samples: list[str] = []
         self.cut = 0  # requests still running when the run ended (neither served nor failed)
+        self.connections = 0  # connections opened (with https: completed TLS handshakes)
 
     def _bucket(self, now: float) -> Second:
         return self.seconds[min(len(self.seconds) - 1, max(0, int(now - self.start)))]
@@ -141,19 +176,77 @@ class Catalogue:
         return self.plans[video_id]
 
 
-async def resolve_edge(cfg: LoadConfig, source: str, edge_port: int) -> Target:
-    """Ask the DNS router for the content name from `source`; the first A record is the edge."""
+async def resolve_edge(cfg: LoadConfig, template: Target) -> Target:
+    """Ask the DNS router for the content name from the template's source; the first A record is the edge."""
     import dns.asyncquery
     import dns.message
     import dns.rdatatype
 
     assert cfg.dns is not None
+    source = template.source or "127.0.0.1"
     query = dns.message.make_query(cfg.dns_name, dns.rdatatype.A)
     reply = await dns.asyncquery.udp(query, cfg.dns[0], port=cfg.dns[1], timeout=2.0, source=source)
     for rrset in reply.answer:
         if rrset.rdtype == dns.rdatatype.A:
-            return Target(str(next(iter(rrset)).address), edge_port, source)
+            return dataclasses.replace(template, host=str(next(iter(rrset)).address), source=source)
     raise HTTPClientError(f"no A record for {cfg.dns_name} from {source}")
+
+
+def client_context(ca: Path | None) -> ssl.SSLContext:
+    """The run's one TLS client context: the system CAs plus `ca`, certificate and name checks always on.
+
+    ALPN offers `http/1.1` only. Raise ValueError (the player's CaFileError) naming a `ca` file that is
+    missing, unreadable or holds no PEM CA certificate.
+    """
+    if ca is None:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    else:
+        from player.fetch import client_tls_context
+
+        context = client_tls_context(ca)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def edge_target(url: str, cfg: LoadConfig) -> Target:
+    """The host and port of an edge URL; for https the TLS name, the Host a player would send (pure).
+
+    That is the URL's host, or in DNS mode the content name (`cfg.host_header`): the player asks the
+    router for it and connects to the address it answers, but still expects a certificate for the name.
+    """
+    scheme, host, port = _split(url)
+    if scheme != "https":
+        return Target(host, port)
+    return Target(host, port, tls_name=cfg.host_header if cfg.dns is not None else host)
+
+
+def host_header(cfg: LoadConfig, target: Target) -> str:
+    """The Host header of a target (pure): an https URL's own host[:port], else the configured one."""
+    if cfg.dns is not None or target.tls_name is None:
+        return cfg.host_header
+    name = HostPort(target.tls_name, target.port).url_host
+    return name if target.port == _DEFAULT_PORTS["https"] else f"{name}:{target.port}"
+
+
+def connection(cfg: LoadConfig, target: Target, tls: ssl.SSLContext | None) -> Connection:
+    """A (not yet connected) keep-alive connection to `target`, over TLS when it is an https edge."""
+    if target.tls_name is not None and tls is None:
+        raise RuntimeError(f"{target.host}:{target.port} speaks https: give the run's TLS client context")
+    return Connection(
+        target.host, target.port, host_header=host_header(cfg, target), source=target.source,
+        tls=tls if target.tls_name is not None else None, server_name=target.tls_name,
+    )  # fmt: skip
+
+
+async def fetch_once(
+    cfg: LoadConfig, url: str, path: str, *, tls: ssl.SSLContext | None, time_limit: float
+) -> Response:
+    """GET `path` from the edge at `url` on a connection of its own (body kept); raise HTTPClientError."""
+    conn = connection(cfg, edge_target(url, cfg), tls)
+    try:
+        return await conn.get(path, time_limit=time_limit, keep_body=True)
+    finally:
+        await conn.close()
 
 
 def source_address(networks: Sequence[str], index: int) -> str | None:
@@ -168,10 +261,10 @@ def source_address(networks: Sequence[str], index: int) -> str | None:
 class Player:
     """One simulated player: the I/O around `cdn.loadmodel`'s buffer and ABR."""
 
-    def __init__(self, index: int, cfg: LoadConfig, rec: Recorder, cat: Catalogue, target: Target | None,
-                 rng: random.Random, deadline: float) -> None:  # fmt: skip
+    def __init__(self, index: int, cfg: LoadConfig, rec: Recorder, cat: Catalogue, target: Target,
+                 rng: random.Random, deadline: float, tls: ssl.SSLContext | None = None) -> None:  # fmt: skip
         self.index, self.cfg, self.rec, self.cat = index, cfg, rec, cat
-        self.target, self.rng, self.deadline = target, rng, deadline
+        self.target, self.rng, self.deadline, self.tls = target, rng, deadline, tls
         self.cdf = zipf_cdf(len(cfg.videos), cfg.zipf)
         self.conn: Connection | None = None
 
@@ -195,21 +288,16 @@ class Player:
         if self.conn is not None:
             return
         if self.cfg.dns is not None:
-            port = self.target.port if self.target else 8080
-            source = self.target.source if self.target else None
-            self.target = await resolve_edge(self.cfg, source or "127.0.0.1", port)
-        assert self.target is not None
-        self.conn = Connection(self.target.host, self.target.port, host_header=self.cfg.host_header,
-                               source=self.target.source)  # fmt: skip
+            self.target = await resolve_edge(self.cfg, self.target)
+        self.conn = connection(self.cfg, self.target, self.tls)
 
     async def _play(self, video_id: str) -> PlayerState:
         status, _, xml, _ = await self._get(f"/videos/{video_id}/manifest.mpd", keep_body=True)
         if status != 200:
             raise HTTPClientError(f"manifest of {video_id}: HTTP {status}")
-        assert self.target is not None
-        plan = self.cat.plan(
-            video_id, xml, f"http://{self.target.host}:{self.target.port}/videos/{video_id}/manifest.mpd"
-        )
+        assert self.conn is not None
+        base = f"{self.conn.scheme}://{HostPort(self.target.host, self.target.port)}"
+        plan = self.cat.plan(video_id, xml, f"{base}/videos/{video_id}/manifest.mpd")
         bandwidths = [r.bandwidth for r in plan.renditions]
         state, inited = PlayerState(), set()
         while state.next_chunk < plan.chunks and time.monotonic() < self.deadline:
@@ -252,46 +340,70 @@ class Player:
             await self._reset()
 
     async def _reset(self) -> None:
-        if self.conn is not None:
-            await self.conn.close()
-            self.conn = None
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            self.rec.connections += conn.opened  # before the await: a cancelled close still counts
+            await conn.close()
 
 
-def _split(url: str) -> Target:
+def _split(url: str) -> tuple[str, str, int]:
+    """Scheme, host and port of an edge URL (https defaults to 443); raise ValueError naming it (pure)."""
     parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        raise ValueError(f"edge URL {url!r}: expected http://HOST:PORT")
-    return Target(parts.hostname, parts.port or 80)
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or port == 0:
+        raise ValueError(f"edge URL {url!r}: expected http://HOST:PORT or https://HOST[:PORT]")
+    return parts.scheme, parts.hostname, port or _DEFAULT_PORTS[parts.scheme]
 
 
-async def snapshot(edges: Sequence[str]) -> dict[str, EdgeCounters | None]:
+async def read_counters(cfg: LoadConfig, url: str, tls: ssl.SSLContext | None) -> EdgeCounters | None:
+    """An edge's counters from its /metrics (over TLS for https), or None when it does not answer."""
+    try:
+        resp = await fetch_once(cfg, url, "/metrics", tls=tls, time_limit=2.0)
+    except HTTPClientError:
+        return None
+    if resp.status != 200:
+        return None
+    try:
+        return edge_counters(parse_prometheus_text(resp.body.decode("utf-8", "replace")))
+    except PromTextError:
+        return None
+
+
+async def snapshot(cfg: LoadConfig, tls: ssl.SSLContext | None) -> dict[str, EdgeCounters | None]:
     """Every edge's counters (None for an edge that does not answer)."""
-    from cdn.status import fetch_counters
-
-    results = await asyncio.gather(*(asyncio.to_thread(fetch_counters, e, timeout=2.0) for e in edges))
-    return dict(zip(edges, results, strict=True))
+    results = await asyncio.gather(*(read_counters(cfg, e, tls) for e in cfg.edges))
+    return dict(zip(cfg.edges, results, strict=True))
 
 
-async def run_load(cfg: LoadConfig, *, progress: Any = None) -> dict[str, Any]:
-    """Run the load test; return the result document (see `cdn.loadreport.summarise`)."""
+async def run_load(
+    cfg: LoadConfig, *, progress: Any = None, tls: ssl.SSLContext | None = None
+) -> dict[str, Any]:
+    """Run the load test; return the result document (see `cdn.loadreport.summarise`).
+
+    `tls` is the client context every https connection shares (default: `client_context(cfg.ca)`,
+    built once here). Raise ValueError for an unusable `cfg.ca`.
+    """
     from cdn.loadreport import summarise
 
-    before = await snapshot(cfg.edges)
+    if tls is None and cfg.tls:
+        tls = client_context(cfg.ca)
+    before = await snapshot(cfg, tls)
     start = time.monotonic()
     deadline = start + cfg.duration
     rec = Recorder(start, cfg.duration)
     cat = Catalogue()
     rng = random.Random(cfg.seed)
-    direct = [_split(e) for e in cfg.edges]
+    direct = [edge_target(e, cfg) for e in cfg.edges]
     players = []
     for i in range(cfg.players):
-        if cfg.dns is not None:
-            target: Target | None = Target(
-                "", direct[0].port if direct else 8080, source_address(cfg.client_networks, i)
-            )
+        if cfg.dns is not None:  # the host comes from the router; port and TLS name from the edges
+            target = dataclasses.replace(direct[0], host="", source=source_address(cfg.client_networks, i))
         else:
             target = direct[i % len(direct)]
-        players.append(Player(i, cfg, rec, cat, target, random.Random(rng.random()), deadline))
+        players.append(Player(i, cfg, rec, cat, target, random.Random(rng.random()), deadline, tls))
     step = cfg.ramp / cfg.players if cfg.players else 0.0
     tasks = [asyncio.create_task(p.run(min(i * step, cfg.duration))) for i, p in enumerate(players)]
     ticker = asyncio.create_task(_tick(rec, deadline, progress))
@@ -299,7 +411,7 @@ async def run_load(cfg: LoadConfig, *, progress: Any = None) -> dict[str, Any]:
     for t in (*tasks, ticker):
         t.cancel()
     await asyncio.gather(*tasks, ticker, return_exceptions=True)
-    after = await snapshot(cfg.edges)
+    after = await snapshot(cfg, tls)
     return summarise(cfg, rec, before, after, elapsed=min(time.monotonic() - start, cfg.duration + 1e-9))
 
 

@@ -1,5 +1,10 @@
-"""The server side of TLS for our servers (the edge's viewer port, the origin): one way to load and check
-`--tls-cert FILE --tls-key FILE`.
+"""TLS settings shared by every part: the server side (`--tls-cert FILE --tls-key FILE` of the edge's
+viewer port and the origin) and the client side (a private CA: the edge's `--upstream-ca`, the
+player's and the load tester's `--ca`, the router's `--health-ca`).
+
+`client_tls_context` trusts the system CAs plus a PEM CA bundle, with certificate and host-name checks
+always on; a file that is missing, unreadable or holds no CA certificate is a TlsFileError naming the
+option and the file.
 
 `server_tls_context` loads the certificate chain and key once, at start-up, and turns every way they
 can be wrong (missing, unreadable, not PEM, an encrypted key, a key that is not the certificate's)
@@ -11,7 +16,7 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-__all__ = ["TlsFileError", "server_tls_context"]
+__all__ = ["TlsFileError", "client_tls_context", "server_tls_context"]
 
 _PEM_LIMIT = 1024 * 1024  # a certificate chain or a key is a few KiB; read no more than this
 
@@ -76,3 +81,36 @@ def _check_certificates(cert_file: Path) -> None:
             f"--tls-cert {cert_file}: cannot parse its certificates (not valid PEM); "
             "give the PEM certificate chain, leaf first"
         ) from None
+
+
+def client_tls_context(ca_file: Path | None = None, *, option: str = "--ca") -> ssl.SSLContext:
+    """A TLS client context: the system CAs plus the PEM CA bundle `ca_file` given as `option`.
+
+    Certificate and host-name verification are always on (there is no way to turn them off). Raise
+    TlsFileError when `ca_file` is missing, unreadable, or holds no PEM CA certificate (CA:TRUE): a
+    server's own certificate is refused, since it cannot sign anything.
+    """
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    if ca_file is not None:
+        _check_ca_file(ca_file, option)
+        context.load_verify_locations(cafile=ca_file)
+    return context
+
+
+def _check_ca_file(ca_file: Path, option: str) -> None:
+    """Load `ca_file` into a scratch store to prove it holds at least one PEM CA certificate."""
+    scratch = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        scratch.load_verify_locations(cafile=ca_file)
+    except ssl.SSLError as exc:
+        raise TlsFileError(
+            f"{option} {ca_file}: no PEM certificate in it ({exc.reason or 'unreadable'}); "
+            "give the CA certificate(s) as PEM (-----BEGIN CERTIFICATE-----)"
+        ) from None
+    except OSError as exc:
+        raise TlsFileError(f"{option} {ca_file}: cannot read it: {exc.strerror or exc}") from None
+    if scratch.cert_store_stats()["x509_ca"] == 0:
+        raise TlsFileError(
+            f"{option} {ca_file}: no CA certificate in it (no CA:TRUE); give the CA that signed the "
+            "server's certificate, not that certificate itself"
+        )

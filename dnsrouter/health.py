@@ -24,6 +24,7 @@ from pathlib import Path
 
 import httpx
 
+from cdn.tls import TlsFileError, client_tls_context
 from cdn.topology import Capacity, Edge, HealthSettings
 from dnsrouter.errors import ConfigError
 from dnsrouter.policy import EdgeState, Health, Router
@@ -107,28 +108,14 @@ def observe(tracker: Tracker, probe: Probe, settings: HealthSettings, capacity: 
 
 
 def health_tls_context(ca_file: Path) -> ssl.SSLContext:
-    """A TLS client context for https health URLs: the system CAs plus the PEM CA bundle `ca_file`.
+    """A TLS client context for https health URLs (`cdn.tls`): the system CAs plus `--health-ca`.
 
-    Certificate and host-name checks stay on. Raise ConfigError (naming `--health-ca`) when the file
-    is missing, unreadable, or holds no PEM CA certificate.
+    Certificate and host-name checks stay on. Raise ConfigError for a bad file.
     """
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    before = context.cert_store_stats()["x509_ca"]
     try:
-        context.load_verify_locations(cafile=ca_file)
-    except ssl.SSLError as exc:
-        raise ConfigError(
-            f"--health-ca {ca_file}: no PEM certificate in it ({exc.reason or exc}); "
-            "give the CA certificate(s) as PEM (-----BEGIN CERTIFICATE-----)"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"--health-ca {ca_file}: cannot read it: {exc.strerror or exc}") from None
-    if context.cert_store_stats()["x509_ca"] == before:
-        raise ConfigError(
-            f"--health-ca {ca_file}: no CA certificate in it (no CA:TRUE); give the CA that signed the "
-            "edges' certificates"
-        )
-    return context
+        return client_tls_context(ca_file, option="--health-ca")
+    except TlsFileError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 class HealthPoller:

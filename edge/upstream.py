@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from cdn.tls import TlsFileError
+from cdn.tls import client_tls_context as shared_client_tls_context
 from edge.errors import ConfigError, UpstreamBrokenError, UpstreamConnectError, UpstreamError, UpstreamTimeout
 
 __all__ = [
@@ -49,35 +51,14 @@ _TLS_FAILED = "TLS handshake failed: "
 
 
 def client_tls_context(ca_file: Path | None = None) -> ssl.SSLContext:
-    """A TLS client context for https upstreams: the system CAs plus the PEM CA bundle `ca_file`.
+    """A TLS client context for https upstreams (`cdn.tls`): the system CAs plus `--upstream-ca`.
 
-    Certificate and host-name verification are always on (there is no way to turn them off).
-    Raise ConfigError when `ca_file` is missing, unreadable, or holds no PEM CA certificate.
+    Certificate and host-name verification are always on. Raise ConfigError for a bad CA file.
     """
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    if ca_file is not None:
-        _check_ca_file(ca_file)
-        context.load_verify_locations(cafile=ca_file)
-    return context
-
-
-def _check_ca_file(ca_file: Path) -> None:
-    """Load `ca_file` into a scratch context to prove it holds at least one PEM CA certificate."""
-    scratch = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     try:
-        scratch.load_verify_locations(cafile=ca_file)
-    except ssl.SSLError as exc:
-        raise ConfigError(
-            f"--upstream-ca {ca_file}: no PEM certificate in it ({_ssl_words(exc)}); "
-            "give the CA certificate(s) as PEM (-----BEGIN CERTIFICATE-----)"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"--upstream-ca {ca_file}: cannot read it: {exc.strerror or exc}") from None
-    if scratch.cert_store_stats()["x509_ca"] == 0:
-        raise ConfigError(
-            f"--upstream-ca {ca_file}: its certificates are not CA certificates (no CA:TRUE); "
-            "give the CA that signed the upstream's certificate, not the certificate itself"
-        )
+        return shared_client_tls_context(ca_file, option="--upstream-ca")
+    except TlsFileError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _ssl_words(exc: ssl.SSLError) -> str:

@@ -27,6 +27,8 @@ from typing import Self
 
 import httpx
 
+from cdn.tls import TlsFileError
+from cdn.tls import client_tls_context as shared_client_tls_context
 from player.abr.base import RECENT_SECONDS
 from player.backoff import backoff_delay
 from player.errors import PlayerError
@@ -120,28 +122,14 @@ class ChunkFetch:
 
 
 def client_tls_context(ca_file: Path) -> ssl.SSLContext:
-    """A TLS client context trusting the system CAs plus the PEM CA bundle `ca_file`.
+    """A TLS client context trusting the system CAs plus the PEM CA bundle `ca_file` (`cdn.tls`).
 
-    Certificate and host-name verification stay on (there is no way to turn them off). Raise
-    CaFileError when the file is missing, unreadable, or holds no PEM CA certificate.
+    Certificate and host-name verification stay on. Raise CaFileError for a bad file.
     """
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    before = context.cert_store_stats()["x509_ca"]
     try:
-        context.load_verify_locations(cafile=ca_file)
-    except ssl.SSLError as exc:
-        raise CaFileError(
-            f"--ca {ca_file}: no PEM certificate in it ({exc.reason or exc}); "
-            "give the CA certificate(s) as PEM (-----BEGIN CERTIFICATE-----)"
-        ) from None
-    except OSError as exc:
-        raise CaFileError(f"--ca {ca_file}: cannot read it: {exc.strerror or exc}") from None
-    if context.cert_store_stats()["x509_ca"] == before:
-        raise CaFileError(
-            f"--ca {ca_file}: no CA certificate in it (no CA:TRUE); give the CA that signed the edges' "
-            "certificates, not an edge's certificate itself"
-        )
-    return context
+        return shared_client_tls_context(ca_file, option="--ca")
+    except TlsFileError as exc:
+        raise CaFileError(str(exc)) from None
 
 
 def default_backoff(attempt: int) -> float:

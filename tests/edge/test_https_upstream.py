@@ -233,7 +233,7 @@ def _bad_ca_files(tmp: Path, good_cert: trustme.LeafCert) -> dict[str, tuple[Pat
         "directory": (tmp, "cannot read it"),
         "garbage": (tmp / "garbage.pem", "no PEM certificate"),
         "private key": (tmp / "key.pem", "no PEM certificate"),
-        "leaf, not a CA": (tmp / "leaf.pem", "not CA certificates"),
+        "leaf, not a CA": (tmp / "leaf.pem", "no CA certificate in it"),
     }
 
 
