@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import trustme
 
 from cdn.ffmpeg import ffmpeg_exe
 from cdn.samples import generate_clip
@@ -61,3 +62,17 @@ def packaged_store(tmp_path_factory: pytest.TempPathFactory, clip: Path) -> Path
     store = tmp_path_factory.mktemp("store")
     package(clip, video_id="demo", store=store, segment_seconds=2, ladder=parse_ladder("180p:400k,144p:200k"))
     return store
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    """A test certificate authority (trustme) for the TLS tests of every part."""
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def ca_file(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test CA's certificate as a PEM file (for --ca, --upstream-ca, --health-ca)."""
+    path = tmp_path_factory.mktemp("pki") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return path

@@ -27,18 +27,6 @@ from tests.dnsrouter.conftest import DEMO
 from tests.edge.conftest import EdgeThread
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def ca_file(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("pki") / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return path
-
-
 @pytest.fixture
 def tls_edge(ca: trustme.CA, tmp_path: Path) -> Iterator[EdgeThread]:
     leaf = ca.issue_cert("127.0.0.1")

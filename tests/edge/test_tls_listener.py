@@ -40,11 +40,6 @@ AUTH = {"Authorization": "Bearer s3cret"}
 
 
 @pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
 def pki(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with cert.pem/key.pem (for NAMES), ca.pem, and the broken files of the error tests."""
     d = tmp_path_factory.mktemp("pki")

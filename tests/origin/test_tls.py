@@ -20,11 +20,6 @@ pytestmark = pytest.mark.network
 
 
 @pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
 def pem(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The CA, a certificate for 127.0.0.1/localhost and its key, and another key, as PEM files."""
     where = tmp_path_factory.mktemp("pem")

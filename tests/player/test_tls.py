@@ -37,18 +37,6 @@ EdgeMaker = Callable[[str], EdgeThread]
 
 
 @pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def ca_file(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("pki") / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return path
-
-
-@pytest.fixture(scope="module")
 def origin_url(packaged_store: Path) -> Iterator[str]:
     with serve_in_thread(create_app(ServeConfig(store=packaged_store))) as url:
         yield url
