@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 import uvloop
 
@@ -145,3 +146,15 @@ def wait_stored(edge: EdgeThread, key: str) -> None:
 def wait_waiters(edge: EdgeThread, count: int) -> None:
     """Wait until `count` requests have joined fills started by others (COALESCED)."""
     wait_until(lambda: edge.server.metrics.coalesced_waiters >= count, timeout=20)
+
+
+def wait_healthy(client: httpx.Client, timeout: float = 15.0) -> None:
+    """Wait until the edge behind `client` (its base URL) answers /healthz with 2xx (an edge process starting)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.get("/healthz").raise_for_status()
+            return
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, "edge did not start"
+            time.sleep(0.1)

@@ -37,7 +37,7 @@ from edge.upstream import UpstreamPool, client_tls_context
 from origin.app import create_app
 from origin.config import ServeConfig
 from tests.conftest import free_port
-from tests.edge.conftest import Clock, EdgeFactory, EdgeThread, wait_stored
+from tests.edge.conftest import Clock, EdgeFactory, EdgeThread, wait_healthy, wait_stored
 from tests.edge.upstream_server import Origin, Resource
 
 PATH = "/videos/v1/1.m4s"
@@ -495,7 +495,7 @@ def test_cdn_edge_serve_pulls_from_an_https_origin(
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            _wait_healthy(client)
+            wait_healthy(client)
             path = f"/videos/demo/{chunk.name}"
             miss, hit = client.get(path), client.get(path)
             assert (miss.status_code, miss.headers["x-cache"]) == (200, "MISS")
@@ -513,14 +513,3 @@ def test_cdn_edge_serve_pulls_from_an_https_origin(
     assert proc.returncode == 0, out.decode(errors="replace")
     assert f"origin {https_origin_app}".encode() in out
     assert b"tok-from-env" not in out
-
-
-def _wait_healthy(client: httpx.Client) -> None:
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            client.get("/healthz").raise_for_status()
-            return
-        except httpx.TransportError:
-            assert time.monotonic() < deadline, "edge did not start"
-            time.sleep(0.1)

@@ -31,7 +31,7 @@ from edge.tls import server_tls_context
 from origin.app import create_app
 from origin.config import ServeConfig
 from tests.conftest import free_port
-from tests.edge.conftest import EdgeFactory, EdgeThread, wait_until
+from tests.edge.conftest import EdgeFactory, EdgeThread, wait_healthy, wait_until
 from tests.edge.upstream_server import Origin, Resource
 
 PATH = "/videos/v1/1.m4s"
@@ -335,7 +335,7 @@ def test_cdn_edge_serve_over_tls(
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         with httpx.Client(base_url=f"https://localhost:{port}", verify=trusted, timeout=10) as client:
-            _wait_healthy(client)
+            wait_healthy(client)
             path = f"/videos/demo/{chunk.name}"
             miss, hit = client.get(path), client.get(path)
             assert (miss.status_code, miss.headers["x-cache"]) == (200, "MISS")
@@ -353,14 +353,3 @@ def test_cdn_edge_serve_over_tls(
     assert "Traceback" not in text
     key_lines = (pki / "key.pem").read_text().splitlines()
     assert not any(line in text for line in key_lines[1:-1])
-
-
-def _wait_healthy(client: httpx.Client) -> None:
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            client.get("/healthz").raise_for_status()
-            return
-        except httpx.TransportError:
-            assert time.monotonic() < deadline, "edge did not start"
-            time.sleep(0.1)
