@@ -348,15 +348,14 @@ class PlayLoop:
         """The ABR's view of a video chunk, in media time (seconds × speed, rates / speed).
 
         The ABR plans in video bytes, but the link also carries the chunk's audio and the size probes
-        made before it, one request after another: their wall seconds (`overhead`) are added to the
-        download time, and the recent rate is scaled down alike, so the sample is the rate at which
-        video gets into the buffer. Otherwise the ABR overrates the link by the audio's share and
-        plans chunks that stall (the record keeps the video download's own throughput).
+        made before it, one request after another: their wall seconds (`overhead`) count too
+        (`ThroughputSample.with_overhead`), so the sample is the rate at which video gets into the
+        buffer. Otherwise the ABR overrates the link by the audio's share and plans chunks that stall
+        (the record keeps the video download's own throughput).
         """
-        seconds = max(got.download_seconds, 1e-6)
-        share = seconds / (seconds + max(overhead, 0.0))
-        recent = None if got.recent_bps is None else got.recent_bps * share / self.speed
-        return ThroughputSample(len(got.data), (seconds / share) * self.speed, recent=recent)
+        recent = None if got.recent_bps is None else got.recent_bps / self.speed
+        video = ThroughputSample(len(got.data), max(got.download_seconds, 1e-6) * self.speed, recent=recent)
+        return video.with_overhead(overhead * self.speed)
 
     def record(self, track: Track, seg: Segment, fetched: _Fetched) -> None:
         """Keep the record of a chunk that arrived, score it and show it."""

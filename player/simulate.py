@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = [
     "ChunkRecord",
     "SimulationResult",
     "add_simulate_arguments",
+    "audio_from_manifest",
     "context_from_manifest",
     "context_from_movie",
     "run_simulate",
@@ -71,12 +73,15 @@ class SimulationResult:
 
 def simulate(
     trace: Trace, ctx: AbrContext, algorithm: AbrAlgorithm[Any], *, playout: PlayoutConfig | None = None,
-    latency: float | None = None, chunks: int | None = None,
+    latency: float | None = None, chunks: int | None = None, audio: Sequence[int] = (),
 ) -> SimulationResult:  # fmt: skip
     """Play `chunks` (default ctx.chunk_count) chunks over `trace` (looped) and score them with QoE_lin.
 
     Downloads are sequential; before each request the player waits until the chunk fits under
-    the buffer cap; `latency` (s) overrides the trace's per-request latency.
+    the buffer cap; `latency` (s) overrides the trace's per-request latency. `audio[k]` is the size in
+    bytes of the audio that goes with chunk k (none when shorter): as in the real player, it is
+    fetched on the same link right after the video, the chunk plays once both are in, and the ABR's
+    sample is the video's bytes over both downloads' time (`ThroughputSample.with_overhead`).
     """
     count = chunks if chunks is not None else ctx.chunk_count
     if count is None:
@@ -106,10 +111,14 @@ def simulate(
             buffer = buffer.advance(clock)
             abandoned, wasted = abandoned + 1, wasted + received
         elapsed, clock = finished - requested, finished
-        buffer = buffer.add_chunk(clock, ctx.segment_duration)
         tail = min(RECENT_SECONDS, finished - begin)
         recent = trace.bits_sent(finished - tail, finished) / tail if tail > 0 else None
-        samples.append(ThroughputSample(int(size), elapsed, recent=recent))
+        sample = ThroughputSample(int(size), elapsed, recent=recent)
+        if k < len(audio):
+            clock = trace.finish_time(finished, audio[k], latency=latency)
+            sample = sample.with_overhead(clock - finished)
+        buffer = buffer.add_chunk(clock, ctx.segment_duration)
+        samples.append(sample)
         records.append(ChunkRecord(index=k, representation=q, bitrate=ctx.bitrates[q], size=int(size), requested_at=requested,
                                    wait=wait, download_time=elapsed, throughput=size * 8 / elapsed,
                                    buffer_level=buffer.buffer, stall=buffer.stall_for_chunk(k), abandoned=abandoned,
@@ -191,6 +200,37 @@ def context_from_manifest(path: Path, *, max_buffer: float = 25.0) -> AbrContext
                       chunk_count=count, chunk_sizes=sizes, max_buffer=max_buffer)  # fmt: skip
 
 
+def audio_from_manifest(path: Path, count: int) -> tuple[int, ...]:
+    """The bytes of audio that go with each of the first `count` video chunks of a local MPD: the audio
+    the real player fetches (the highest-bandwidth representation of the first period's audio set),
+    file sizes when the files are beside it, else bandwidth × duration; () without audio."""
+    from player.mpd import parse_mpd
+    from player.timeline import segments
+
+    manifest = parse_mpd(path.read_bytes(), base_url=path.resolve().as_uri())
+    period = manifest.periods[0]
+    video = segments(manifest, period, manifest.video_ladder()[0])[:count]
+    aset = period.adaptation_set("audio")
+    if aset is None or not aset.representations or not video:
+        return ()
+    rep = max(aset.representations, key=lambda r: r.bandwidth)
+    try:
+        audio = segments(manifest, period, rep)
+    except PlayerError:  # e.g. SegmentBase audio: its sidx is not read here; simulate the video alone
+        return ()
+    files = _file_sizes([audio], len(audio))
+    sizes = files[0] if files else tuple(int(rep.bandwidth * a.duration / 8) for a in audio)
+    # each chunk brings the audio segments that start before its end and were not fetched yet
+    out, taken = [], 0
+    for seg in video:
+        end = seg.start + seg.duration
+        first = taken
+        while taken < len(audio) and audio[taken].start < end - 1e-6:
+            taken += 1
+        out.append(sum(sizes[first:taken]))
+    return tuple(out)
+
+
 def _file_sizes(lists: list[list[Any]], count: int) -> tuple[tuple[int, ...], ...] | None:
     """Sizes of the segment files when every one is a local file (a store), else None."""
     from urllib.parse import unquote, urlparse
@@ -263,8 +303,15 @@ def run_simulate(args: argparse.Namespace) -> int:
             ctx = AbrContext(bitrates=ctx.bitrates, segment_duration=ctx.segment_duration, chunk_count=movie.chunk_count,
                              chunk_sizes=movie.chunk_sizes, max_buffer=args.max_buffer)  # fmt: skip
         config = PlayoutConfig(startup_threshold=args.startup, max_buffer=args.max_buffer)
+        audio = audio_from_manifest(args.manifest, ctx.chunk_count or 0) if args.manifest else ()
         result = simulate(
-            trace, ctx, make_abr(args.abr), playout=config, latency=args.latency, chunks=args.chunks
+            trace,
+            ctx,
+            make_abr(args.abr),
+            playout=config,
+            latency=args.latency,
+            chunks=args.chunks,
+            audio=audio,
         )
     except (PlayerError, ValueError) as exc:
         print(f"cdn-player simulate: {exc}", file=sys.stderr)

@@ -58,6 +58,14 @@ class ThroughputSample:
         """Measured throughput in bit/s."""
         return self.size * 8 / self.download_time
 
+    def with_overhead(self, seconds: float) -> ThroughputSample:
+        """This sample when `seconds` more went to other requests on the same link for the same chunk
+        (its audio, size probes): the same bytes over both times, the recent rate scaled alike, i.e.
+        the rate at which video reaches the buffer, which is what the ABR plans with."""
+        share = self.download_time / (self.download_time + max(seconds, 0.0))
+        recent = None if self.recent is None else self.recent * share
+        return ThroughputSample(self.size, self.download_time / share, recent=recent)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AbrContext:

@@ -5,15 +5,22 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from cdn.ffmpeg import ffmpeg_exe
-from player.abr import ALGORITHMS, AbrContext, Mpc, make_abr
+from player.abr import ALGORITHMS, AbrContext, Decision, Mpc, Observation, ThroughputSample, make_abr
 from player.abr.optimum import FixedPlan, optimal_plan, optimal_qoe
 from player.playout import PlayoutConfig
-from player.simulate import add_simulate_arguments, context_from_manifest, run_simulate, simulate
+from player.simulate import (
+    add_simulate_arguments,
+    audio_from_manifest,
+    context_from_manifest,
+    run_simulate,
+    simulate,
+)
 from player.trace import Trace, load_trace, parse_text_trace
 
 LADDER = (300e3, 750e3, 1.2e6, 1.85e6, 2.85e6, 4.3e6)
@@ -164,3 +171,66 @@ def test_optimal_plan_with_a_fixed_first_chunk_cannot_buy_it_with_startup_delay(
     assert replay.summary.qoe_total == pytest.approx(fixed.value, abs=1e-6)
     with pytest.raises(ValueError, match="first=6"):
         optimal_plan(slow_start, CTX, first=6)
+
+
+# --- audio on the same link ---------------------------------------------------------------------
+
+
+def test_a_sample_with_overhead_is_the_rate_video_reaches_the_buffer() -> None:
+    video = ThroughputSample(1_000_000, 1.0, recent=10e6)
+    both = video.with_overhead(0.25)
+    assert (both.size, both.download_time) == (1_000_000, pytest.approx(1.25))
+    assert both.bits_per_second == pytest.approx(6.4e6)
+    assert both.recent == pytest.approx(8e6)
+    assert video.with_overhead(0.0) == video
+    assert ThroughputSample(1000, 1.0).with_overhead(1.0).recent is None
+
+
+@dataclass
+class Recording:
+    """A real (if timid) ABR: always the lowest rung; keeps every sample it is shown, by index."""
+
+    seen: dict[int, ThroughputSample] = field(default_factory=dict)
+    name: str = "recording"
+
+    def initial_state(self, ctx: AbrContext) -> None:
+        return None
+
+    def choose(self, ctx: AbrContext, state: None, obs: Observation) -> Decision[None]:
+        first = obs.total_samples - len(obs.samples)
+        self.seen.update({first + i: s for i, s in enumerate(obs.samples)})
+        return Decision(0, state)
+
+
+AUDIO_CTX = AbrContext(bitrates=(200e3, 900e3), segment_duration=4.0, chunk_count=30, max_buffer=25.0)
+FLAT_1M = parse_text_trace("0 1\n10 1\n", name="flat-1M")  # 1 Mbit/s: 900k video fits alone, not with audio
+AUDIO = (125_000,) * 30  # 250 kbit/s of audio per 4 s chunk: 1 s of the link
+
+
+def test_audio_comes_down_the_same_link_and_counts_in_the_abr_samples() -> None:
+    abr = Recording()
+    result = simulate(FLAT_1M, AUDIO_CTX, abr, audio=AUDIO)
+    for k, record in enumerate(result.records[:-1]):
+        sample = abr.seen[k]
+        assert sample.size == record.size
+        assert sample.download_time == pytest.approx(record.download_time + 1.0)  # + the audio's second
+    silent = simulate(FLAT_1M, AUDIO_CTX, Recording())
+    assert result.summary.startup_delay == pytest.approx(silent.summary.startup_delay + 1.0)
+
+
+def test_mpc_does_not_take_a_rung_that_only_fits_without_the_audio() -> None:
+    """900k video takes 3.6 s of a 4 s chunk; with its audio 4.6 s: every top chunk drains 0.6 s."""
+    result = simulate(FLAT_1M, AUDIO_CTX, make_abr("mpc"), audio=AUDIO)
+    top = sum(1 for r in result.records if r.representation == 1)
+    assert result.summary.stall_time < 1.0, result.summary
+    assert top < len(result.records) // 2, [r.representation for r in result.records]
+
+
+def test_audio_sizes_from_a_store(packaged_store: Path) -> None:
+    manifest = packaged_store / "demo" / "manifest.mpd"
+    ctx = context_from_manifest(manifest)
+    audio = audio_from_manifest(manifest, ctx.chunk_count or 0)
+    files = sorted((packaged_store / "demo").glob("chunk-2-*.m4s"))  # the audio representation's chunks
+    assert len(audio) == ctx.chunk_count
+    assert sum(audio) == sum(f.stat().st_size for f in files)
+    assert audio[0] == files[0].stat().st_size
