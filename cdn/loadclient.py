@@ -14,12 +14,13 @@ import asyncio
 import ssl
 from dataclasses import dataclass
 
+from cdn.tls import verify_failure
+
 __all__ = ["Connection", "HTTPClientError", "Response", "TLSFailure", "describe_failure"]
 
 _READ = 256 * 1024
 _MAX_HEADER = 64 * 1024
 _CLOSE_WAIT = 2.0  # seconds to wait for a clean close (TLS close_notify) before dropping the socket
-_UNKNOWN_ISSUER = frozenset({2, 18, 19, 20, 21})  # OpenSSL X509_V_ERR_*: a CA we do not trust
 
 
 class HTTPClientError(Exception):
@@ -57,8 +58,7 @@ def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
 def describe_failure(exc: BaseException, server_name: str | None = None) -> str:
     """A request failure in words (pure): OpenSSL's reason for TLS, else the exception's type and text."""
     if isinstance(exc, ssl.SSLCertVerificationError):
-        hint = "; pass the CA that signed it with --ca" if exc.verify_code in _UNKNOWN_ISSUER else ""
-        return f"TLS: certificate verify failed: {exc.verify_message} (for {server_name}){hint}"
+        return f"TLS: {verify_failure(exc, ca_option='--ca')} (for {server_name})"
     if isinstance(exc, ssl.SSLError):
         return f"TLS: handshake failed: {(exc.reason or str(exc)).lower().replace('_', ' ')}"
     return f"{type(exc).__name__} {exc}"

@@ -16,8 +16,10 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-__all__ = ["TlsFileError", "client_tls_context", "server_tls_context"]
+__all__ = ["TlsFileError", "client_tls_context", "server_tls_context", "verify_failure"]
 
+# OpenSSL X509_V_ERR_* codes meaning "no trusted CA signed this": self-signed, or an issuer we do not know
+_UNKNOWN_ISSUER = frozenset({2, 18, 19, 20, 21})
 _PEM_LIMIT = 1024 * 1024  # a certificate chain or a key is a few KiB; read no more than this
 
 
@@ -114,3 +116,10 @@ def _check_ca_file(ca_file: Path, option: str) -> None:
             f"{option} {ca_file}: no CA certificate in it (no CA:TRUE); give the CA that signed the "
             "server's certificate, not that certificate itself"
         )
+
+
+def verify_failure(exc: ssl.SSLCertVerificationError, *, ca_option: str) -> str:
+    """A refused certificate in words: `certificate verify failed: <OpenSSL's reason>`, and when no
+    trusted CA signed it, the hint to pass that CA with `ca_option` (e.g. --ca, --upstream-ca)."""
+    hint = f"; pass the CA that signed it with {ca_option}" if exc.verify_code in _UNKNOWN_ISSUER else ""
+    return f"certificate verify failed: {exc.verify_message}{hint}"

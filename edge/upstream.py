@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from cdn.tls import TlsFileError
+from cdn.tls import TlsFileError, verify_failure
 from cdn.tls import client_tls_context as shared_client_tls_context
 from edge.errors import ConfigError, UpstreamBrokenError, UpstreamConnectError, UpstreamError, UpstreamTimeout
 
@@ -45,8 +45,6 @@ _MAX_IDLE = 64
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # OpenSSL's "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)": keep the words only
 _SSL_NOISE = re.compile(r"^\[[^\]]*\]\s*|\s*\(_ssl\.c:\d+\)$")
-# X509_V_ERR_* codes that mean "no trusted CA signed this": self-signed, or an issuer we do not know
-_UNKNOWN_ISSUER = frozenset({2, 18, 19, 20, 21})
 _TLS_FAILED = "TLS handshake failed: "
 
 
@@ -70,9 +68,7 @@ def _ssl_words(exc: ssl.SSLError) -> str:
 def connect_failure(exc: OSError, *, tls: bool) -> str:
     """Say in words why connecting (TCP, then the TLS handshake when `tls`) failed, with a hint."""
     if isinstance(exc, ssl.SSLCertVerificationError):
-        hint = "; if a private CA signed it, pass that CA with --upstream-ca"
-        extra = hint if exc.verify_code in _UNKNOWN_ISSUER else ""
-        return f"{_TLS_FAILED}certificate verify failed: {exc.verify_message}{extra}"
+        return f"{_TLS_FAILED}{verify_failure(exc, ca_option='--upstream-ca')}"
     if isinstance(exc, ssl.SSLError):
         hint = " (is it serving plain http?)" if exc.reason == "WRONG_VERSION_NUMBER" else ""
         return f"{_TLS_FAILED}{_ssl_words(exc)}{hint}"

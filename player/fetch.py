@@ -27,7 +27,7 @@ from typing import Self
 
 import httpx
 
-from cdn.tls import TlsFileError
+from cdn.tls import TlsFileError, verify_failure
 from cdn.tls import client_tls_context as shared_client_tls_context
 from player.abr.base import RECENT_SECONDS
 from player.backoff import backoff_delay
@@ -52,8 +52,6 @@ __all__ = [
 FAILED_HOLD_SECONDS = 30.0  # how long a failed edge stays excluded from the answers
 STALE_RETRY_SECONDS = 5.0  # how long an expired answer is reused before asking a silent DNS again
 MAX_REDIRECTS = 5
-# X509_V_ERR_* codes that mean "no trusted CA signed this": self-signed, or an issuer we do not know
-_UNKNOWN_ISSUER = frozenset({2, 18, 19, 20, 21})
 
 
 class FetchError(PlayerError):
@@ -475,8 +473,7 @@ def _refused_certificate(exc: BaseException) -> ssl.SSLCertVerificationError | N
 
 def _certificate_failure(exc: ssl.SSLCertVerificationError, host: str) -> str:
     """Why the edge's certificate was refused, for `host`, with the --ca hint when the CA is unknown."""
-    hint = "; pass the CA that signed it with --ca" if exc.verify_code in _UNKNOWN_ISSUER else ""
-    return f"TLS certificate verify failed for {host}: {exc.verify_message}{hint}"
+    return f"TLS for {host}: {verify_failure(exc, ca_option='--ca')}"
 
 
 def _headers(target: httpx.URL, byte_range: tuple[int, int] | None) -> dict[str, str]:

@@ -188,7 +188,7 @@ def test_keep_alive_over_tls_and_the_bytes_are_the_stores(https_url: str, store:
     ("url", "ca", "message"),
     [
         ("https://localhost:{port}", None, "TLS: certificate verify failed: unable to get local issuer "
-         "certificate (for localhost); pass the CA that signed it with --ca"),
+         "certificate; pass the CA that signed it with --ca (for localhost)"),
         ("https://127.0.0.1:{port}", "ca.pem", "TLS: certificate verify failed: IP address mismatch"),
     ],
 )  # fmt: skip

@@ -136,7 +136,7 @@ def test_a_refused_certificate_ends_the_session_naming_it(
         _play(_config(edge, dns, ca_file if trusted else None))
     message = str(info.value)
     assert "certificate verify failed" in message
-    assert f"TLS certificate verify failed for {HOST}: {reason}" in message
+    assert f"TLS for {HOST}: certificate verify failed: {reason}" in message
     assert message.endswith(
         f"does the edges' certificate name {HOST} and chain to a CA the player trusts (--ca adds one)?"
     )
