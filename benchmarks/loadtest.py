@@ -4,8 +4,9 @@ Starts `cdn-origin serve` and one `cdn-edge serve` on free loopback ports in a t
 packages a small catalogue (4 videos, 2 s chunks), then runs `cdn loadtest`'s engine with 1000
 players for a bounded time and prints one line per figure. With `--https` the edge terminates TLS
 (`--tls-cert/--tls-key` from a CA made here with trustme) and the players speak https to it with
-that CA, to compare with a plain-HTTP run. Usage:
-    ./run.sh bench loadtest [--players 1000] [--duration 30] [--https]
+that CA; `--compare-https` runs one round of each (a fresh origin and edge for each) and prints the
+https/http ratios of latency, request rate and load-generator CPU. Usage:
+    ./run.sh bench loadtest [--players 1000] [--duration 30] [--https | --compare-https]
 """
 
 from __future__ import annotations
@@ -54,11 +55,11 @@ def _make_pki(work: Path) -> list[str]:
     return ["--tls-cert", str(pki / "cert.pem"), "--tls-key", str(pki / "key.pem")]
 
 
-def _specs(work: Path, tls_args: list[str]) -> list[ServiceSpec]:
+def _specs(work: Path, store: Path, tls_args: list[str]) -> list[ServiceSpec]:
     op, ep = _free_port("127.0.0.1"), _free_port("127.0.0.1")
     origin = ServiceSpec(
         name="origin", kind="origin", listen=HostPort("127.0.0.1", op),
-        argv=("cdn-origin", "serve", "--store", str(work / "store"), "--listen", f"127.0.0.1:{op}",
+        argv=("cdn-origin", "serve", "--store", str(store), "--listen", f"127.0.0.1:{op}",
               "--log-level", "warning"),
         health_url=f"http://127.0.0.1:{op}/healthz", log_path=work / "logs" / "origin.log",
     )  # fmt: skip
@@ -77,8 +78,14 @@ def main() -> int:
     parser.add_argument("--players", type=int, default=1000)
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--videos", type=int, default=4)
-    parser.add_argument(
+    scheme = parser.add_mutually_exclusive_group()
+    scheme.add_argument(
         "--https", action="store_true", help="the edge terminates TLS; the players speak https"
+    )
+    scheme.add_argument(
+        "--compare-https",
+        action="store_true",
+        help="one round in http, then one in https (a fresh edge each), and the https/http ratios",
     )
     args = parser.parse_args()
     load1, load5, _ = os.getloadavg()
@@ -87,46 +94,82 @@ def main() -> int:
     )
     with tempfile.TemporaryDirectory(prefix="cdn-bench-") as tmp:
         work = Path(tmp)
-        videos = [f"loadtest-{i}" for i in range(1, args.videos + 1)]
-        ensure_catalogue(videos, work / "store", console=Console(stderr=True), seconds=24)
-        sup = Supervisor(work)
-        try:
-            origin, edge = _specs(work, _make_pki(work) if args.https else [])
-            sup.start(origin)
-            sup.wait_healthy(["origin"], timeout=30)
-            sup.start(edge)
-            url = f"https://127.0.0.1:{edge.listen.port}" if args.https else edge.url
-            ca = work / "pki" / "ca.pem" if args.https else None
-            cfg = LoadConfig(edges=(url,), players=args.players, duration=args.duration, videos=tuple(videos),
-                             ramp=min(10.0, args.duration / 3), ca=ca)  # fmt: skip
-            if args.https:
-                _wait_tls_healthy(sup, cfg, timeout=30)
-            else:
-                sup.wait_healthy(["edge"], timeout=30)
-            started = time.process_time()
-            doc = _run(cfg)
-            cpu = time.process_time() - started
-        finally:
-            sup.close()
-    e = doc["edges"][url]
-    lat = doc["latency_ms"]
-    print(f"scheme: {'https' if args.https else 'http'} (players to the edge)")
-    print(f"players: {doc['players']} (concurrent simulated players, one process)")
-    print(f"peak active players: {doc['peak_active']} (players playing at once)")
-    print(f"duration: {doc['duration_s']:.1f} (s)")
-    print(f"requests: {doc['requests']} (requests)")
-    print(f"request rate: {doc['requests_per_s']:.1f} (requests/s)")
-    print(f"throughput: {doc['throughput_mbps']:.1f} (Mbit/s)")
-    print(f"latency p50: {lat['p50']} (ms)")
-    print(f"latency p95: {lat['p95']} (ms)")
-    print(f"latency p99: {lat['p99']} (ms)")
-    print(f"errors: {doc['errors']} ({doc['error_rate'] * 100:.2f} %)")
-    print(f"stall per player: {doc['stall_s_per_player']:.2f} (s)")
-    print(f"connections opened: {doc['connections']} (connections; with https, TLS handshakes)")
-    print(f"edge hit ratio: {_pct(e.get('hit_ratio'))} (%)")
-    print(f"edge origin offload: {_pct(e.get('origin_offload'))} (%)")
-    print(f"load generator CPU: {cpu / max(doc['duration_s'], 1e-9) * 100:.0f} (% of one core)")
+        videos = tuple(f"loadtest-{i}" for i in range(1, args.videos + 1))
+        ensure_catalogue(list(videos), work / "store", console=Console(stderr=True), seconds=24)
+        rounds = [False, True] if args.compare_https else [args.https]
+        results = [_round(work / ("https" if https else "http"), work / "store", args, videos, https=https)
+                   for https in rounds]  # fmt: skip
+    for doc, cpu in results:
+        _print_round(doc, cpu)
+    if len(results) == 2:
+        _print_ratios(results[0], results[1])
     return 0
+
+
+def _round(
+    work: Path, store: Path, args: argparse.Namespace, videos: tuple[str, ...], *, https: bool
+) -> tuple[dict[str, Any], float]:
+    """Start an origin and an edge (TLS with `https`) in `work`, run the load, stop them; (report, CPU s)."""
+    work.mkdir()
+    sup = Supervisor(work)
+    try:
+        origin, edge = _specs(work, store, _make_pki(work) if https else [])
+        sup.start(origin)
+        sup.wait_healthy(["origin"], timeout=30)
+        sup.start(edge)
+        url = f"https://127.0.0.1:{edge.listen.port}" if https else edge.url
+        ca = work / "pki" / "ca.pem" if https else None
+        cfg = LoadConfig(edges=(url,), players=args.players, duration=args.duration, videos=videos,
+                         ramp=min(10.0, args.duration / 3), ca=ca)  # fmt: skip
+        if https:
+            _wait_tls_healthy(sup, cfg, timeout=30)
+        else:
+            sup.wait_healthy(["edge"], timeout=30)
+        started = time.process_time()
+        doc = _run(cfg)
+        doc["scheme"], doc["edge"] = ("https" if https else "http"), url
+        return doc, time.process_time() - started
+    finally:
+        sup.close()
+
+
+def _print_round(doc: dict[str, Any], cpu: float) -> None:
+    e = doc["edges"][doc["edge"]]
+    lat = doc["latency_ms"]
+    tag = doc["scheme"]
+    print(f"scheme: {tag} (players to the edge)")
+    print(f"{tag} players: {doc['players']} (concurrent simulated players, one process)")
+    print(f"{tag} peak active players: {doc['peak_active']} (players playing at once)")
+    print(f"{tag} duration: {doc['duration_s']:.1f} (s)")
+    print(f"{tag} requests: {doc['requests']} (requests)")
+    print(f"{tag} request rate: {doc['requests_per_s']:.1f} (requests/s)")
+    print(f"{tag} throughput: {doc['throughput_mbps']:.1f} (Mbit/s)")
+    print(f"{tag} latency p50: {lat['p50']} (ms)")
+    print(f"{tag} latency p95: {lat['p95']} (ms)")
+    print(f"{tag} latency p99: {lat['p99']} (ms)")
+    print(f"{tag} errors: {doc['errors']} ({doc['error_rate'] * 100:.2f} %)")
+    print(f"{tag} stall per player: {doc['stall_s_per_player']:.2f} (s)")
+    print(f"{tag} connections opened: {doc['connections']} (connections; with https, TLS handshakes)")
+    print(f"{tag} edge hit ratio: {_pct(e.get('hit_ratio'))} (%)")
+    print(f"{tag} edge origin offload: {_pct(e.get('origin_offload'))} (%)")
+    print(f"{tag} load generator CPU: {_cpu_share(doc, cpu):.0f} (% of one core)")
+
+
+def _print_ratios(plain: tuple[dict[str, Any], float], tls: tuple[dict[str, Any], float]) -> None:
+    """https over http, same machine, same run: what TLS termination costs."""
+    (a, a_cpu), (b, b_cpu) = plain, tls
+    for q in ("p50", "p95", "p99"):
+        print(f"https/http latency {q}: {_ratio(b['latency_ms'][q], a['latency_ms'][q])} (ratio)")
+    print(f"https/http request rate: {_ratio(b['requests_per_s'], a['requests_per_s'])} (ratio)")
+    print(f"https/http load generator CPU: {_ratio(_cpu_share(b, b_cpu), _cpu_share(a, a_cpu))} (ratio)")
+
+
+def _ratio(over: float | None, under: float | None) -> str:
+    return "-" if not over or not under else f"{over / under:.2f}"
+
+
+def _cpu_share(doc: dict[str, Any], cpu: float) -> float:
+    return cpu / max(doc["duration_s"], 1e-9) * 100
 
 
 def _wait_tls_healthy(sup: Supervisor, cfg: LoadConfig, *, timeout: float) -> None:
