@@ -36,6 +36,13 @@ __all__ = [
 SUBNET_PREFIX = "172.30"
 CONTAINER_STATE = Path("/var/cdn")
 TOPOLOGY_TARGET = "/etc/cdn/topology.yaml"
+TLS_DIR = Path("/etc/cdn/tls")  # where a `tls:` topology's cert, key and CA are mounted (read-only)
+TLS_FILES = {
+    "--tls-cert": "cert.pem",
+    "--tls-key": "key.pem",
+    "--upstream-ca": "ca.pem",
+    "--health-ca": "ca.pem",
+}
 IMAGE = "pycdn:latest"
 SAMPLE_SECONDS = 60
 HEADER = (
@@ -87,7 +94,9 @@ def container_argv(spec: ServiceSpec, topology: Topology) -> list[str]:
     _option(argv, "--cache-dir", str(CONTAINER_STATE / "cache" / spec.name))
     if "--parent" in argv and spec.depends_on:
         parent = topology.edge(spec.depends_on[0])
-        _option(argv, "--parent", f"http://{parent.name}:{parent.port}")
+        _option(argv, "--parent", f"{'https' if parent.tls else 'http'}://{parent.name}:{parent.port}")
+    for option, name in TLS_FILES.items():
+        _option(argv, option, str(TLS_DIR / name))
     if spec.kind == "dns":
         _option(argv, "--topology", TOPOLOGY_TARGET)
         _option(argv, "--listen", f"0.0.0.0:{topology.dns.listen.port}")
@@ -107,6 +116,8 @@ def container_topology(topology: Topology, raw: Mapping[str, Any]) -> dict[str, 
     origin = doc.setdefault("origin", {})
     origin["listen"] = f"0.0.0.0:{topology.origin.listen.port}"
     origin["store"] = str(CONTAINER_STATE / "store")
+    if topology.tls is not None:
+        doc["tls"] = {key: str(TLS_DIR / f"{key}.pem") for key in ("cert", "key", "ca")}
     ours = [{"network": region_subnet(topology, r), "region": r} for r in topology.regions]
     doc["clients"] = ours + list(doc.get("clients", []))
     return doc
@@ -114,6 +125,26 @@ def container_topology(topology: Topology, raw: Mapping[str, Any]) -> dict[str, 
 
 def _healthcheck(url: str) -> dict[str, Any]:
     return {"test": ["CMD", "cdn", "check", url], "interval": "2s", "timeout": "2s", "retries": 15}
+
+
+def _tls_volumes(topology: Topology, *keys: str) -> list[str]:
+    """Read-only mounts of the topology's TLS files (`cert`, `key`, `ca`) under TLS_DIR."""
+    tls = topology.tls
+    assert tls is not None
+    files = {"cert": tls.cert, "key": tls.key, "ca": tls.ca}
+    return [f"{files[k]}:{TLS_DIR / f'{k}.pem'}:ro" for k in keys]
+
+
+def _add_tls(svc: dict[str, Any], spec: ServiceSpec, topology: Topology) -> None:
+    """With a `tls:` topology: mount the files; an edge's health check goes over https trusting the CA."""
+    if topology.tls is None or spec.kind == "origin":
+        return
+    if spec.kind == "dns":
+        svc["volumes"] = _tls_volumes(topology, "ca")
+        return
+    svc["volumes"] = _tls_volumes(topology, "cert", "key", "ca")
+    svc["environment"] = {"SSL_CERT_FILE": str(TLS_DIR / "ca.pem")}  # trusted by `cdn check`
+    svc["healthcheck"] = _healthcheck(f"https://{spec.name}:{spec.listen.port}/healthz")
 
 
 def _service(spec: ServiceSpec, topology: Topology) -> dict[str, Any]:
@@ -141,6 +172,7 @@ def _service(spec: ServiceSpec, topology: Topology) -> dict[str, Any]:
                         f"{http.host}:{http.port}:{http.port}"]  # fmt: skip
     internal = f"http://127.0.0.1:{port}/healthz"
     svc["healthcheck"] = _healthcheck(internal)
+    _add_tls(svc, spec, topology)
     svc["depends_on"] = {d: {"condition": "service_healthy"} for d in spec.depends_on}
     if not svc["depends_on"]:
         del svc["depends_on"]
@@ -174,11 +206,20 @@ def content_host(topology: Topology) -> str:
 
 
 def manifest_url(topology: Topology, video_id: str) -> str:
-    """The manifest URL a player opens: the content name on the edges' common port."""
-    return f"http://{content_host(topology)}:{topology.edges[0].port}/videos/{video_id}/manifest.mpd"
+    """The manifest URL a player opens: the content name on the edges' common port (https with `tls:`)."""
+    scheme = "https" if topology.tls else "http"
+    return f"{scheme}://{content_host(topology)}:{topology.edges[0].port}/videos/{video_id}/manifest.mpd"
 
 
 def _player_service(topology: Topology, region: str) -> dict[str, Any]:
+    svc = _plain_player_service(topology, region)
+    if topology.tls is not None:
+        svc["command"] += ["--ca", str(TLS_DIR / "ca.pem")]
+        svc["volumes"] += _tls_volumes(topology, "ca")
+    return svc
+
+
+def _plain_player_service(topology: Topology, region: str) -> dict[str, Any]:
     url = manifest_url(topology, "sample")
     return {
         "image": IMAGE,

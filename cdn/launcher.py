@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cdn.plan import Health, ServiceSpec, evaluate_health
+from cdn.tls import client_tls_context
 
 __all__ = [
     "STATE_FILE",
@@ -71,10 +73,15 @@ def resolve_argv(argv: Sequence[str]) -> list[str]:
     return [name, *rest]
 
 
-def probe(url: str, *, timeout: float = 1.0) -> tuple[int | None, bytes]:
-    """GET `url` once; return (status, body), or (None, b"") when nothing answers."""
+def probe(
+    url: str, *, timeout: float = 1.0, context: ssl.SSLContext | None = None
+) -> tuple[int | None, bytes]:
+    """GET `url` once; return (status, body), or (None, b"") when nothing answers.
+
+    `context` verifies an https server (e.g. `client_tls_context(ca)`); a refused certificate is no answer.
+    """
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback URLs from the plan
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:  # noqa: S310 - loopback URLs from the plan
             return int(resp.status), resp.read(65536)
     except urllib.error.HTTPError as exc:
         with contextlib.closing(exc):
@@ -130,7 +137,8 @@ class Supervisor:
         run = self.running[name]
         if run.proc.poll() is not None:
             return Health.DOWN
-        return evaluate_health(*probe(run.spec.health_url, timeout=timeout))
+        context = client_tls_context(run.spec.ca) if run.spec.ca is not None else None
+        return evaluate_health(*probe(run.spec.health_url, timeout=timeout, context=context))
 
     def wait_healthy(
         self,
@@ -192,6 +200,7 @@ class Supervisor:
                     "pid": r.proc.pid,
                     "url": r.spec.url,
                     "health_url": r.spec.health_url,
+                    "ca": str(r.spec.ca) if r.spec.ca is not None else None,
                     "log": str(r.spec.log_path),
                     "alive": r.proc.poll() is None,
                 }

@@ -186,9 +186,12 @@ def _config(args: Any) -> tuple[LoadConfig, Path | None]:
     topo = load_topology(args.topology)
     nets = tuple(str(c.network) for c in topo.clients if c.region and c.network.version == 4)
     dns = topo.dns.listen
-    scheme = args.scheme or "http"  # the topology's edge URLs are http://ADDRESS:PORT
-    edges = tuple(f"{scheme}://{e.url.removeprefix('http://')}" for e in topo.edges)
-    cfg = LoadConfig(edges=edges, edge_names=tuple(e.name for e in topo.edges), ca=args.ca,
+    # the edges' scheme is the topology's (https with a `tls:` section, whose CA is then the default
+    # --ca); --scheme overrides it, e.g. for edges started by hand with --tls-cert
+    scheme = args.scheme or ("https" if topo.tls is not None else "http")
+    edges = tuple(f"{scheme}://{e.url.split('://', 1)[1]}" for e in topo.edges)
+    ca = args.ca if args.ca is not None or scheme != "https" or topo.tls is None else topo.tls.ca
+    cfg = LoadConfig(edges=edges, edge_names=tuple(e.name for e in topo.edges), ca=ca,
                      dns=(dns.host, dns.port), dns_name=content_host(topo), host_header=content_host(topo),
                      client_networks=nets, **common)  # fmt: skip
     store = args.store or (topo.origin.store if topo.origin.store.is_dir() else None)

@@ -51,17 +51,21 @@ class ServiceSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     depends_on: tuple[str, ...] = ()
     region: str | None = None
+    ca: Path | None = None  # set when the service serves TLS: the CA to trust for its URLs (https)
 
     def __post_init__(self) -> None:
         if not self.name or not self.argv:
             raise ValueError(f"service spec needs a name and an argv, got {self.name!r} {self.argv!r}")
-        if not self.health_url.startswith("http://"):
-            raise ValueError(f"service {self.name}: health URL {self.health_url!r} must be http://")
+        if not self.health_url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"service {self.name}: health URL {self.health_url!r} must be http:// or https://"
+            )
 
     @property
     def url(self) -> str:
-        """The service's base URL (`http://HOST:PORT`)."""
-        return f"http://{self.listen.url_host}:{self.listen.port}"
+        """The service's base URL (`http://HOST:PORT`, `https://HOST:PORT` when it serves TLS)."""
+        scheme = "https" if self.ca is not None else "http"
+        return f"{scheme}://{self.listen.url_host}:{self.listen.port}"
 
 
 def origin_url(topology: Topology) -> str:
@@ -112,18 +116,23 @@ def _edge_spec(topology: Topology, edge: Edge, state_dir: Path, env: Mapping[str
     argv = ["cdn-edge", "serve", "--origin", origin_url(topology), "--listen", str(hp),
             "--cache-dir", str(state_dir / "cache" / edge.name), "--cache-size", format_size(edge.cache_size),
             "--memory-cache", format_size(edge.memory_cache), "--region", edge.region, "--name", edge.name]  # fmt: skip
+    tls = topology.tls
+    if tls is not None:
+        argv += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
     if edge.parent:
         argv += ["--parent", topology.edge(edge.parent).url]
+        if tls is not None:
+            argv += ["--upstream-ca", str(tls.ca)]
     return ServiceSpec(
         name=edge.name, kind="edge", argv=tuple(argv), listen=hp, env=env, region=edge.region,
         health_url=edge.health_url, log_path=state_dir / "logs" / f"{edge.name}.log",
-        depends_on=(edge.parent,) if edge.parent else ("origin",),
+        depends_on=(edge.parent,) if edge.parent else ("origin",), ca=tls.ca if tls else None,
     )  # fmt: skip
 
 
 def _dns_spec(topology: Topology, topology_path: Path, state_dir: Path, edges: Sequence[str]) -> ServiceSpec:
     listen, http = topology.dns.listen, topology.dns.http
-    argv = (
+    argv = [
         "cdn-dns",
         "serve",
         "--topology",
@@ -132,11 +141,13 @@ def _dns_spec(topology: Topology, topology_path: Path, state_dir: Path, edges: S
         str(listen),
         "--http",
         str(http),
-    )
+    ]
+    if topology.tls is not None:
+        argv += ["--health-ca", str(topology.tls.ca)]
     return ServiceSpec(
         name="dns",
         kind="dns",
-        argv=argv,
+        argv=tuple(argv),
         listen=http,
         env={},
         health_url=f"http://{http.url_host}:{http.port}/healthz",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from rich.table import Table
 from cdn.launcher import STATE_FILE, probe, read_state, stop_groups
 from cdn.plan import Health, evaluate_health, plan_services
 from cdn.promtext import EdgeCounters, PromTextError, edge_counters, parse_prometheus_text
+from cdn.tls import TlsFileError, client_tls_context
 from cdn.topology import load_topology
 
 __all__ = [
@@ -43,9 +45,14 @@ class ServiceStatus:
     counters: EdgeCounters | None = None
 
 
-def fetch_counters(base_url: str, *, timeout: float = 1.0) -> EdgeCounters | None:
-    """An edge's counters from its /metrics, or None when it does not answer or the text is bad."""
-    status, body = probe(base_url.rstrip("/") + "/metrics", timeout=timeout)
+def fetch_counters(
+    base_url: str, *, timeout: float = 1.0, context: ssl.SSLContext | None = None
+) -> EdgeCounters | None:
+    """An edge's counters from its /metrics, or None when it does not answer or the text is bad.
+
+    `context` verifies an https edge (see `probe`).
+    """
+    status, body = probe(base_url.rstrip("/") + "/metrics", timeout=timeout, context=context)
     if status != 200:
         return None
     try:
@@ -59,16 +66,32 @@ def _targets(state_dir: Path, topology_path: Path) -> list[dict[str, Any]]:
     if state and isinstance(state.get("services"), list):
         return [s for s in state["services"] if isinstance(s, dict)]
     topology = load_topology(topology_path)
-    return [{"name": s.name, "kind": s.kind, "url": s.url, "health_url": s.health_url, "pid": None}
+    return [{"name": s.name, "kind": s.kind, "url": s.url, "health_url": s.health_url, "pid": None,
+             "ca": str(s.ca) if s.ca is not None else None}
             for s in plan_services(topology, state_dir, topology_path=topology_path)]  # fmt: skip
+
+
+def _context(ca: object) -> ssl.SSLContext | None:
+    """A client context trusting the target's CA (from the state file or plan), None for plain http.
+
+    A CA file that cannot be used gives the default context: the probe then fails and shows `down`.
+    """
+    if not isinstance(ca, str) or not ca:
+        return None
+    try:
+        return client_tls_context(Path(ca), option="tls.ca")
+    except TlsFileError:
+        return client_tls_context()
 
 
 def collect_status(state_dir: Path, topology_path: Path, *, timeout: float = 1.0) -> list[ServiceStatus]:
     """Probe every service of the running CDN (state file first, topology otherwise)."""
     out = []
     for t in _targets(state_dir, topology_path):
-        health = evaluate_health(*probe(str(t["health_url"]), timeout=timeout))
-        counters = fetch_counters(str(t["url"]), timeout=timeout) if t["kind"] == "edge" else None
+        context = _context(t.get("ca"))
+        health = evaluate_health(*probe(str(t["health_url"]), timeout=timeout, context=context))
+        edge = t["kind"] == "edge"
+        counters = fetch_counters(str(t["url"]), timeout=timeout, context=context) if edge else None
         pid = t.get("pid")
         out.append(ServiceStatus(name=str(t["name"]), kind=str(t["kind"]), url=str(t["url"]), health=health,
                                  pid=pid if isinstance(pid, int) else None, counters=counters))  # fmt: skip

@@ -29,6 +29,7 @@ from cdn.console import make_console
 from cdn.launcher import STOP_SIGNALS, LaunchError, Supervisor, resolve_argv, run_group
 from cdn.plan import ServiceSpec, plan_services
 from cdn.status import active_supervisor
+from cdn.tls import TlsFileError, client_tls_context
 from cdn.topology import Topology, load_topology
 
 __all__ = [
@@ -129,6 +130,7 @@ def running_cdn(options: UpOptions, console: Console | None = None) -> Iterator[
     """Start the whole CDN, yield (supervisor, topology) once healthy, stop everything on exit."""
     console = console or make_console(stderr=True)
     topology = load_topology(options.topology_path)
+    _check_tls(topology)
     state = options.state_dir.resolve()
     other = active_supervisor(state)
     if other is not None:  # its state file would be overwritten and its services lost track of
@@ -159,6 +161,16 @@ def running_cdn(options: UpOptions, console: Console | None = None) -> Iterator[
         yield sup, topology
     finally:
         sup.close()
+
+
+def _check_tls(topology: Topology) -> None:
+    """Fail early, naming the key, when the topology's `tls.ca` cannot be trusted (the edges check cert/key)."""
+    if topology.tls is None:
+        return
+    try:
+        client_tls_context(topology.tls.ca, option=f"{topology.source}: tls.ca")
+    except TlsFileError as exc:
+        raise LaunchError(str(exc)) from exc
 
 
 def _start_groups(specs: list[ServiceSpec]) -> list[list[ServiceSpec]]:
@@ -194,13 +206,16 @@ def try_commands(topology: Topology, state_dir: Path) -> list[str]:
     host = content_host(topology)
     edge = topology.edges[0]
     manifest = manifest_url(topology, SAMPLE_ID)
+    ca = f" --ca {topology.tls.ca}" if topology.tls else ""
+    cacert = f" --cacert {topology.tls.ca}" if topology.tls else ""
+    load = f"--topology {topology.source} --scheme https{ca}" if topology.tls else f"--edge {edge.url}"
     return [
         f"dig @{dns.host} -p {dns.port} {host} -b 127.10.1.20",
-        f"python player/cli.py {manifest} --dns {dns} --source-ip 127.10.1.20",
-        f"python player/cli.py {manifest} --dns {dns} --source-ip 127.10.2.20",
-        f"curl -sI {edge.url}/videos/{SAMPLE_ID}/manifest.mpd",
+        f"python player/cli.py {manifest} --dns {dns} --source-ip 127.10.1.20{ca}",
+        f"python player/cli.py {manifest} --dns {dns} --source-ip 127.10.2.20{ca}",
+        f"curl -sI{cacert} {edge.url}/videos/{SAMPLE_ID}/manifest.mpd",
         f"cdn status --state-dir {state_dir}",
-        f"cdn loadtest --edge {edge.url} --players 200 --duration 20",
+        f"cdn loadtest {load} --players 200 --duration 20",
     ]
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "Record",
     "RecordType",
     "Soa",
+    "TlsSettings",
     "Topology",
     "TopologyError",
     "Zone",
@@ -134,6 +135,15 @@ class OriginSettings:
     manifest_max_age: int = 2
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TlsSettings:
+    """The `tls:` section: every edge serves viewers with `cert`/`key`; routers and child edges trust `ca`."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
 @dataclass(frozen=True, slots=True)
 class Capacity:
     """Load above which an edge gets no new clients (None: no limit)."""
@@ -157,11 +167,13 @@ class Edge:
     parent: str | None = None
     cache_size: int = 1 << 30
     memory_cache: int = 64 << 20
+    tls: bool = False  # serves viewers over TLS (the topology has a `tls:` section)
 
     @property
     def url(self) -> str:
-        """Base URL of the edge (`http://127.0.1.1:8080`)."""
-        return f"http://{HostPort(self.address, self.port).url_host}:{self.port}"
+        """Base URL of the edge (`http://127.0.1.1:8080`, `https://...` when it serves TLS)."""
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{HostPort(self.address, self.port).url_host}:{self.port}"
 
     @property
     def is_ipv6(self) -> bool:
@@ -189,6 +201,7 @@ class Topology:
     regions: Mapping[str, Location]
     edges: tuple[Edge, ...]
     clients: tuple[ClientNetwork, ...]
+    tls: TlsSettings | None = None
 
     def edge(self, name: str) -> Edge:
         """The edge called `name`; raise KeyError naming the known edges."""

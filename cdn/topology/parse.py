@@ -17,6 +17,7 @@ from cdn.topology.model import (
     HealthSettings,
     Location,
     OriginSettings,
+    TlsSettings,
     Topology,
     TopologyError,
     Zone,
@@ -95,6 +96,19 @@ def _origin(node: Node, base: Path | None) -> OriginSettings:
     )
 
 
+def _tls(root: Node, base: Path | None) -> TlsSettings | None:
+    """`tls: {cert, key, ca}` (all three, paths relative to the topology file), or None without the section."""
+    if "tls" not in root.data:
+        return None
+    node = Node(root.data["tls"], root.key("tls"), root.source)
+    node.only("cert", "key", "ca")
+    return TlsSettings(
+        cert=node.get("cert", lambda v: resolve_path(v, base), required=True),
+        key=node.get("key", lambda v: resolve_path(v, base), required=True),
+        ca=node.get("ca", lambda v: resolve_path(v, base), required=True),
+    )
+
+
 def _regions(node: Node) -> dict[str, Location]:
     regions = {str(name): location(node.child(str(name), required=True)) for name in node.data}
     if not regions:
@@ -119,14 +133,17 @@ def _capacity(node: Node) -> Capacity:
     return Capacity(node.get("inflight", int_in(0), None), node.get("mbps", positive_float, None))
 
 
-def _edge(path: str, item: object, regions: Mapping[str, Location], source: str) -> Edge:
+def _edge(
+    path: str, item: object, regions: Mapping[str, Location], source: str, *, tls: bool = False
+) -> Edge:
     node = Node(item, path, source)
     node.only("name", "region", "address", "port", "health_url", "capacity", "shield", "parent",
               "cache_size", "memory_cache")  # fmt: skip
     region = node.get("region", _region_name(regions), required=True)
     address = node.get("address", ip_text, required=True)
     port = node.get("port", int_in(1, 65535), required=True)
-    default_health = f"http://{HostPort(address, port).url_host}:{port}/healthz"
+    scheme = "https" if tls else "http"
+    default_health = f"{scheme}://{HostPort(address, port).url_host}:{port}/healthz"
     return Edge(
         name=node.get("name", _label, required=True),
         region=region,
@@ -139,6 +156,7 @@ def _edge(path: str, item: object, regions: Mapping[str, Location], source: str)
         parent=node.get("parent", nonempty, None),
         cache_size=node.get("cache_size", parse_size, 1 << 30),
         memory_cache=node.get("memory_cache", parse_size, 64 << 20),
+        tls=tls,
     )
 
 
@@ -223,12 +241,13 @@ def parse_topology(
     Raises TopologyError naming the key path and the bad value.
     """
     root = Node(data, "", source)
-    root.only("zone", "content_zones", "dns", "origin", "regions", "edges", "clients")
+    root.only("zone", "content_zones", "dns", "origin", "regions", "edges", "clients", "tls")
+    tls = _tls(root, base_dir)
     zone = parse_zone(root.child("zone", required=True), None)
     content = tuple(parse_zone(Node(v, p, source), zone) for p, v in root.items("content_zones"))
     _check_zone_names(zone, content, source)
     regions = _regions(root.child("regions", required=True))
-    edges = tuple(_edge(p, v, regions, source) for p, v in root.items("edges"))
+    edges = tuple(_edge(p, v, regions, source, tls=tls is not None) for p, v in root.items("edges"))
     _check_edges(edges, source)
     clients = tuple(_client(p, v, regions, source) for p, v in root.items("clients"))
     return Topology(
@@ -240,6 +259,7 @@ def parse_topology(
         regions=regions,
         edges=edges,
         clients=clients,
+        tls=tls,
     )
 
 

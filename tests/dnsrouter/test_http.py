@@ -92,3 +92,14 @@ def test_redirect_trusts_forwarded_for_from_configured_proxies(
             headers={"host": "video.cdn.test", "x-forwarded-for": "127.10.2.3"},
         )
     assert r.headers["location"] == "http://127.0.2.1:8080/videos/a"
+
+
+def test_redirect_mode_sends_https_for_a_tls_topology(
+    demo_data: dict[str, Any], router_factory: Callable[..., RunningRouter]
+) -> None:
+    demo_data["tls"] = {"cert": "/pki/cert.pem", "key": "/pki/key.pem", "ca": "/pki/ca.pem"}
+    running = router_factory(parse_topology(demo_data, source="demo"))
+    with client(running) as http:
+        r = http.get("/videos/demo/manifest.mpd?x=1", headers={"host": "video.cdn.test"})
+    assert r.status_code == 302
+    assert r.headers["location"] == "https://127.0.1.2:8080/videos/demo/manifest.mpd?x=1"
