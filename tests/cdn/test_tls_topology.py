@@ -153,6 +153,20 @@ def test_compose_mounts_the_files_and_passes_container_paths(demo: dict[str, Any
     assert manifest_url(parse_topology(data), "x").startswith("https://")
 
 
+def test_a_tls_compose_file_validates_against_the_compose_spec(
+    demo: dict[str, Any], shared_dir: Path
+) -> None:
+    import json
+
+    import jsonschema
+
+    data = with_tls(demo)
+    doc = render_compose(parse_topology(data), data)
+    schema = json.loads((shared_dir / "compose-schema" / "compose-spec.json").read_text())
+    errors = [e.message for e in jsonschema.Draft7Validator(schema).iter_errors(doc)]
+    assert not errors, errors[:5]
+
+
 # ---------------------------------------------------------------- a real TLS edge
 
 
