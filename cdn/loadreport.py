@@ -190,7 +190,9 @@ def _config(args: Any) -> tuple[LoadConfig, Path | None]:
     # --ca); --scheme overrides it, e.g. for edges started by hand with --tls-cert
     scheme = args.scheme or ("https" if topo.tls is not None else "http")
     edges = tuple(f"{scheme}://{e.url.split('://', 1)[1]}" for e in topo.edges)
-    ca = args.ca if args.ca is not None or scheme != "https" or topo.tls is None else topo.tls.ca
+    ca = args.ca
+    if ca is None and scheme == "https" and topo.tls is not None:
+        ca = topo.tls.ca
     cfg = LoadConfig(edges=edges, edge_names=tuple(e.name for e in topo.edges), ca=ca,
                      dns=(dns.host, dns.port), dns_name=content_host(topo), host_header=content_host(topo),
                      client_networks=nets, **common)  # fmt: skip

@@ -158,3 +158,12 @@ def wait_healthy(client: httpx.Client, timeout: float = 15.0) -> None:
         except httpx.TransportError:
             assert time.monotonic() < deadline, "edge did not start"
             time.sleep(0.1)
+
+
+def assert_miss_then_hit(client: httpx.Client, chunk: Path) -> None:
+    """GET the store file `chunk` (under /videos/demo/) twice: a MISS, then a HIT, both its exact bytes."""
+    path = f"/videos/demo/{chunk.name}"
+    miss, hit = client.get(path), client.get(path)
+    assert (miss.status_code, miss.headers["x-cache"]) == (200, "MISS")
+    assert (hit.status_code, hit.headers["x-cache"]) == (200, "HIT")
+    assert miss.content == hit.content == chunk.read_bytes()

@@ -37,7 +37,14 @@ from edge.upstream import UpstreamPool, client_tls_context
 from origin.app import create_app
 from origin.config import ServeConfig
 from tests.conftest import free_port
-from tests.edge.conftest import Clock, EdgeFactory, EdgeThread, wait_healthy, wait_stored
+from tests.edge.conftest import (
+    Clock,
+    EdgeFactory,
+    EdgeThread,
+    assert_miss_then_hit,
+    wait_healthy,
+    wait_stored,
+)
 from tests.edge.upstream_server import Origin, Resource
 
 PATH = "/videos/v1/1.m4s"
@@ -496,11 +503,7 @@ def test_cdn_edge_serve_pulls_from_an_https_origin(
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             wait_healthy(client)
-            path = f"/videos/demo/{chunk.name}"
-            miss, hit = client.get(path), client.get(path)
-            assert (miss.status_code, miss.headers["x-cache"]) == (200, "MISS")
-            assert (hit.status_code, hit.headers["x-cache"]) == (200, "HIT")
-            assert miss.content == hit.content == chunk.read_bytes()
+            assert_miss_then_hit(client, chunk)
             # max-age=0: stored, then revalidated over TLS with a conditional GET answered 304
             first, again = client.get("/videos/demo/manifest.mpd"), client.get("/videos/demo/manifest.mpd")
             assert (first.headers["x-cache"], again.headers["x-cache"]) == ("MISS", "REVALIDATED")

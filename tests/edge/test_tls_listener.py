@@ -31,7 +31,7 @@ from edge.tls import server_tls_context
 from origin.app import create_app
 from origin.config import ServeConfig
 from tests.conftest import free_port
-from tests.edge.conftest import EdgeFactory, EdgeThread, wait_healthy, wait_until
+from tests.edge.conftest import EdgeFactory, EdgeThread, assert_miss_then_hit, wait_healthy, wait_until
 from tests.edge.upstream_server import Origin, Resource
 
 PATH = "/videos/v1/1.m4s"
@@ -336,11 +336,7 @@ def test_cdn_edge_serve_over_tls(
     try:
         with httpx.Client(base_url=f"https://localhost:{port}", verify=trusted, timeout=10) as client:
             wait_healthy(client)
-            path = f"/videos/demo/{chunk.name}"
-            miss, hit = client.get(path), client.get(path)
-            assert (miss.status_code, miss.headers["x-cache"]) == (200, "MISS")
-            assert (hit.status_code, hit.headers["x-cache"]) == (200, "HIT")
-            assert miss.content == hit.content == chunk.read_bytes()
+            assert_miss_then_hit(client, chunk)
             assert _plain_http(port)[:5] != b"HTTP/"
             assert client.get("/healthz").json()["status"] == "ok"
     finally:
