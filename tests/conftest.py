@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 from pathlib import Path
@@ -12,7 +13,23 @@ import trustme
 from cdn.ffmpeg import ffmpeg_exe
 from cdn.samples import generate_clip
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def find_shared() -> Path:
+    """The read-only `shared` folder (schemas, traces): $CDN_SHARED, else `../shared` beside this
+    checkout, else beside the local repository it was cloned from (a clone in a temporary folder)."""
+    if os.environ.get("CDN_SHARED"):
+        return Path(os.environ["CDN_SHARED"])
+    candidates = [REPO.parent / "shared"]
+    origin = subprocess.run(["git", "-C", str(REPO), "config", "--get", "remote.origin.url"],
+                            capture_output=True, text=True, check=False).stdout.strip()  # fmt: skip
+    if origin and "://" not in origin and Path(origin).is_dir():  # a local path, not a URL
+        candidates.append(Path(origin).resolve().parent / "shared")
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+SHARED = find_shared()
 
 
 def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
@@ -32,7 +49,9 @@ def decode_all(source: str, *options: str, timeout: float = 120) -> subprocess.C
 def shared_dir() -> Path:
     """The read-only ../shared folder (DASH schema, compose schema, traces)."""
     if not SHARED.is_dir():
-        pytest.fail(f"{SHARED} is missing: the tests read the DASH schema and traces from it")
+        pytest.fail(
+            f"{SHARED} is missing: the tests read the DASH schema and traces from it (set CDN_SHARED)"
+        )
     return SHARED
 
 

@@ -22,9 +22,10 @@ from player.mpd import (
 )
 from player.mpd_xml import parse_duration, parse_frame_rate
 from player.timeline import Segment, init_segment, segments
+from tests.conftest import SHARED
 
 RESOURCES = Path(__file__).parent / "resources"
-EXAMPLES = sorted((Path(__file__).resolve().parents[3] / "shared" / "dash-schema" / "examples").glob("*.mpd"))
+EXAMPLES = sorted((SHARED / "dash-schema" / "examples").glob("*.mpd"))
 NOW = 1_700_000_000.0  # a fixed instant for live examples
 # Fuzzing profiles: fast by default, PLAYER_FUZZ=deep for a long run (thousands of documents).
 FUZZ_EXAMPLES = 5000 if os.environ.get("PLAYER_FUZZ") == "deep" else 250
