@@ -9,6 +9,7 @@ every group (reverse start order), waits, then SIGKILLs stragglers.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -71,6 +72,12 @@ def resolve_argv(argv: Sequence[str]) -> list[str]:
     if name in modules:
         return [sys.executable, "-m", modules[name], *rest]
     return [name, *rest]
+
+
+@functools.cache
+def _trusting(ca: Path) -> ssl.SSLContext:
+    """A client context trusting `ca`, built once per file (health is polled many times while starting)."""
+    return client_tls_context(ca)
 
 
 def probe(
@@ -137,7 +144,7 @@ class Supervisor:
         run = self.running[name]
         if run.proc.poll() is not None:
             return Health.DOWN
-        context = client_tls_context(run.spec.ca) if run.spec.ca is not None else None
+        context = _trusting(run.spec.ca) if run.spec.ca is not None else None
         return evaluate_health(*probe(run.spec.health_url, timeout=timeout, context=context))
 
     def wait_healthy(
