@@ -30,6 +30,8 @@ def find_shared() -> Path:
 
 
 SHARED = find_shared()
+if (SHARED / "dash-schema" / "DASH-MPD.xsd").is_file():  # the packager validates its MPDs with it
+    os.environ.setdefault("CDN_DASH_SCHEMA", str(SHARED / "dash-schema" / "DASH-MPD.xsd"))
 
 
 def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
