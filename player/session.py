@@ -32,8 +32,9 @@ from typing import Any
 from player.abr import DEFAULT_ABR, AbrAlgorithm, make_abr
 from player.clocksync import ClockSync, Exchange, sync_clock
 from player.config import PlayerConfig
+from player.edgepool import EdgePool
 from player.errors import ManifestError, SegmentIndexError
-from player.fetch import EdgePool, Fetcher
+from player.fetch import Fetcher
 from player.live import LiveView
 from player.liveedge import (
     End,

@@ -24,7 +24,8 @@ from player.clocksync import (
     sync_clock,
     time_sources,
 )
-from player.fetch import ChunkFetch, EdgePool, Fetcher
+from player.edgepool import EdgePool
+from player.fetch import ChunkFetch, Fetcher
 from player.mpd import UtcTiming, parse_mpd
 from player.resolve import Resolver
 from tests.conftest import free_port

@@ -30,7 +30,8 @@ import pytest
 
 from cdn.hostport import HostPort
 from player.config import PlayerConfig
-from player.fetch import ChunkFetch, EdgePool, Fetcher, ProgressCallback
+from player.edgepool import EdgePool
+from player.fetch import ChunkFetch, Fetcher, ProgressCallback
 from player.resolve import Resolver
 from player.session import SessionResult, play
 from tests.conftest import free_port

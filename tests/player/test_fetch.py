@@ -10,10 +10,9 @@ import httpx
 import pytest
 
 from cdn.hostport import HostPort
+from player.edgepool import STALE_RETRY_SECONDS, EdgePool
 from player.fetch import (
-    STALE_RETRY_SECONDS,
     Abandoned,
-    EdgePool,
     Fetcher,
     FetchError,
     recent_rate,

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from player.config import PlayerConfig
-from player.fetch import EdgePool, Fetcher
+from player.edgepool import EdgePool
+from player.fetch import Fetcher
 from player.playloop import SessionError
 from player.report import report_document, write_report
 from player.resolve import Resolver

@@ -17,7 +17,8 @@ from player.abr import AbrContext, Decision, Observation, ThroughputSample
 from player.abr.base import Progress
 from player.cli import main
 from player.config import READ_TIMEOUT_FLOOR, PlayerConfig
-from player.fetch import EdgePool, Fetcher
+from player.edgepool import EdgePool
+from player.fetch import Fetcher
 from player.output import verify_decodes
 from player.report import report_document, write_report
 from player.resolve import Resolver

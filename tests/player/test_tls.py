@@ -26,7 +26,8 @@ from origin.app import create_app
 from origin.config import ServeConfig
 from player.cli import main
 from player.config import PlayerConfig
-from player.fetch import CaFileError, EdgePool, Fetcher, FetchError, client_tls_context
+from player.edgepool import EdgePool
+from player.fetch import CaFileError, Fetcher, FetchError, client_tls_context
 from player.resolve import Resolver
 from player.session import SessionResult, play
 from tests.edge.conftest import EdgeThread, wait_until
