@@ -6,12 +6,13 @@ cdn demo [--keep]                       up, then play the sample from two region
 cdn loadtest (--topology FILE [--scheme https] | --edge URL) [--ca FILE] --players N --duration S ...
 cdn compose [-o docker-compose.yml]     write the compose file from the topology
 cdn sample --store DIR                  package the sample video when it is missing
-cdn check URL                           exit 0 when URL answers 200 (container health checks)
+cdn check URL [--ca FILE]               exit 0 when URL answers 200 (container health checks)
 """
 
 from __future__ import annotations
 
 import argparse
+import ssl
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -95,8 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seconds", type=float, default=60.0)
     sample.add_argument("--segment-seconds", type=int, default=4)
     check = sub.add_parser("check", help="exit 0 when URL answers HTTP 200")
-    check.add_argument("url")
-    check.add_argument("--timeout", type=float, default=2.0)
+    check.add_argument("url", help="e.g. https://eu-west-1:8080/healthz")
+    check.add_argument("--timeout", type=float, default=2.0, help="seconds (default %(default)s)")
+    check.add_argument(
+        "--ca", type=Path, metavar="FILE", help="PEM CA trusted for an https URL, besides the system's"
+    )
     return parser
 
 
@@ -170,10 +174,58 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from cdn.launcher import probe
+    """Exit 0 on HTTP 200; 1 with the reason (status, refused certificate, no answer); 2 for a bad --ca."""
+    from cdn.tls import TlsFileError, client_tls_context
 
-    status, _ = probe(args.url, timeout=args.timeout)
-    return 0 if status == 200 else 1
+    https = args.url.lower().startswith("https://")
+    if args.ca is not None and not https:
+        print(f"cdn check: --ca {args.ca} goes with an https:// URL, not {args.url}", file=sys.stderr)
+        return 2
+    try:
+        context = client_tls_context(args.ca) if https else None
+    except TlsFileError as exc:
+        print(f"cdn check: {exc}", file=sys.stderr)
+        return 2
+    problem = _check_problem(args.url, timeout=args.timeout, context=context)
+    if problem is None:
+        return 0
+    print(f"cdn check: {args.url}: {problem}", file=sys.stderr)
+    return 1
+
+
+def _check_problem(url: str, *, timeout: float, context: ssl.SSLContext | None) -> str | None:
+    """GET `url` once; None when it answers 200, else why not, in words (never a traceback)."""
+    import http.client
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:  # noqa: S310 - the user's URL
+            return None if resp.status == 200 else f"HTTP {resp.status}"
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return f"HTTP {exc.code}"
+    except urllib.error.URLError as exc:
+        return _failure(exc.reason, url, timeout)
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        return _failure(exc, url, timeout)
+
+
+def _failure(reason: object, url: str, timeout: float) -> str:
+    """A failed request in words: OpenSSL's reason for TLS (with the --ca hint), else the error."""
+    from urllib.parse import urlsplit
+
+    from cdn.tls import verify_failure
+
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return f"TLS for {urlsplit(url).hostname}: {verify_failure(reason, ca_option='--ca')}"
+    if isinstance(reason, ssl.SSLError):
+        return f"TLS: handshake failed: {(reason.reason or str(reason)).lower().replace('_', ' ')}"
+    if isinstance(reason, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    if isinstance(reason, OSError):
+        return f"cannot connect: {reason.strerror or reason}"
+    return reason if isinstance(reason, str) else f"{type(reason).__name__}: {reason}"
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

@@ -123,8 +123,10 @@ def container_topology(topology: Topology, raw: Mapping[str, Any]) -> dict[str, 
     return doc
 
 
-def _healthcheck(url: str) -> dict[str, Any]:
-    return {"test": ["CMD", "cdn", "check", url], "interval": "2s", "timeout": "2s", "retries": 15}
+def _healthcheck(url: str, *, ca: Path | None = None) -> dict[str, Any]:
+    """`cdn check URL` (exit 0 on HTTP 200), trusting the mounted CA with `--ca` for an https URL."""
+    test = ["CMD", "cdn", "check", url, *(["--ca", str(ca)] if ca is not None else [])]
+    return {"test": test, "interval": "2s", "timeout": "2s", "retries": 15}
 
 
 def _tls_volumes(topology: Topology, *keys: str) -> list[str]:
@@ -136,15 +138,17 @@ def _tls_volumes(topology: Topology, *keys: str) -> list[str]:
 
 
 def _add_tls(svc: dict[str, Any], spec: ServiceSpec, topology: Topology) -> None:
-    """With a `tls:` topology: mount the files; an edge's health check goes over https trusting the CA."""
+    """With a `tls:` topology: mount the files; an edge's health check goes over https trusting the CA
+    (`cdn check --ca`, so the container's system CA store stays as it is)."""
     if topology.tls is None or spec.kind == "origin":
         return
     if spec.kind == "dns":
         svc["volumes"] = _tls_volumes(topology, "ca")
         return
     svc["volumes"] = _tls_volumes(topology, "cert", "key", "ca")
-    svc["environment"] = {"SSL_CERT_FILE": str(TLS_DIR / "ca.pem")}  # trusted by `cdn check`
-    svc["healthcheck"] = _healthcheck(f"https://{spec.name}:{spec.listen.port}/healthz")
+    svc["healthcheck"] = _healthcheck(
+        f"https://{spec.name}:{spec.listen.port}/healthz", ca=TLS_DIR / "ca.pem"
+    )
 
 
 def _service(spec: ServiceSpec, topology: Topology) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from cdn.compose import CONTAINER_STATE, container_argv, render_compose_text
+from cdn.compose import CONTAINER_STATE, TLS_DIR, container_argv, render_compose, render_compose_text
 from cdn.plan import plan_services
 from cdn.topology import Topology, load_topology, parse_topology
 
@@ -104,6 +104,46 @@ def test_container_topology_routes_each_player_to_its_region(
         )
 
 
+@pytest.fixture(scope="module")
+def tls_compose() -> dict[str, Any]:
+    """The compose document of topology.yaml with a `tls:` section (host paths of its PEM files)."""
+    raw = yaml.safe_load((ROOT / "topology.yaml").read_text())
+    raw["tls"] = {"cert": "/pki/cert.pem", "key": "/pki/key.pem", "ca": "/pki/ca.pem"}
+    return render_compose(parse_topology(raw), raw)
+
+
+def _healthchecks(compose: dict[str, Any]) -> dict[str, list[str]]:
+    return {
+        name: svc["healthcheck"]["test"] for name, svc in compose["services"].items() if "healthcheck" in svc
+    }
+
+
+def test_http_health_checks_need_no_ca(compose: dict[str, Any], topology: Topology) -> None:
+    checks = _healthchecks(compose)
+    assert set(checks) == {s.name for s in plan_services(topology, CONTAINER_STATE)}
+    for name, test in checks.items():
+        port = compose["services"][name]["ports"][-1].split(":")[2]
+        assert test == ["CMD", "cdn", "check", f"http://127.0.0.1:{port}/healthz"]
+
+
+def test_tls_edges_are_checked_over_https_with_the_mounted_ca(
+    tls_compose: dict[str, Any], topology: Topology
+) -> None:
+    checks = _healthchecks(tls_compose)
+    for edge in topology.edges:
+        assert checks[edge.name] == ["CMD", "cdn", "check", f"https://{edge.name}:{edge.port}/healthz",
+                                     "--ca", str(TLS_DIR / "ca.pem")]  # fmt: skip
+        assert f"/pki/ca.pem:{TLS_DIR / 'ca.pem'}:ro" in tls_compose["services"][edge.name]["volumes"]
+    assert "--ca" not in checks["origin"] + checks["dns"]  # plain http on their own port
+
+
+@pytest.mark.parametrize("doc", ["compose", "tls_compose"])
+def test_no_container_replaces_its_system_ca_store(doc: str, request: pytest.FixtureRequest) -> None:
+    for name, svc in request.getfixturevalue(doc)["services"].items():
+        env = svc.get("environment", {})
+        assert not {"SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE"} & set(env), name
+
+
 def _commands(compose: dict[str, Any]) -> list[list[str]]:
     out = []
     for svc in compose["services"].values():
@@ -121,8 +161,9 @@ def _help(script: str, sub: str | None) -> str:
     return out.stdout
 
 
-def test_every_command_is_our_script_with_existing_options(compose: dict[str, Any]) -> None:
-    for command in _commands(compose):
+@pytest.mark.parametrize("doc", ["compose", "tls_compose"])
+def test_every_command_is_our_script_with_existing_options(doc: str, request: pytest.FixtureRequest) -> None:
+    for command in _commands(request.getfixturevalue(doc)):
         script = command[0]
         assert script in SCRIPTS, f"{command}: not one of our console scripts"
         sub = command[1] if len(command) > 1 and command[1].isalpha() else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import trustme
 import yaml
 
 from cdn.compose import TLS_DIR, manifest_url, render_compose
-from cdn.launcher import Supervisor
+from cdn.launcher import Supervisor, resolve_argv
 from cdn.plan import Health, ServiceSpec, plan_services
 from cdn.status import collect_status
 from cdn.topology import TlsSettings, Topology, TopologyError, load_topology, parse_topology
@@ -145,7 +146,10 @@ def test_compose_mounts_the_files_and_passes_container_paths(demo: dict[str, Any
         "https://eu-west-shield:8080", str(TLS_DIR / "ca.pem"),
     )  # fmt: skip
     assert f"/pki/key.pem:{TLS_DIR / 'key.pem'}:ro" in child["volumes"]
-    assert child["healthcheck"]["test"] == ["CMD", "cdn", "check", "https://eu-west-1:8080/healthz"]
+    assert child["healthcheck"]["test"] == [
+        "CMD", "cdn", "check", "https://eu-west-1:8080/healthz", "--ca", str(TLS_DIR / "ca.pem"),
+    ]  # fmt: skip
+    assert "environment" not in child  # no SSL_CERT_FILE: the container's system CAs stay as they are
     assert option(doc["services"]["dns"]["command"], "--health-ca") == str(TLS_DIR / "ca.pem")
     player = doc["services"]["player-eu-west"]["command"]
     assert player[1].startswith("https://")
@@ -200,12 +204,30 @@ def test_status_probes_a_tls_edge_trusting_the_ca(tls_topology: Path, tmp_path: 
         sup.start(edge)
         sup.wait_healthy([edge.name], timeout=30)  # the launcher's health probe over https
         rows = {r.name: r for r in collect_status(state, tls_topology)}
+        health_check = _compose_health_check(topo, edge, tls_topology)
+        checked = subprocess.run(health_check, capture_output=True, text=True, timeout=60, check=False)
     finally:
         sup.close()
+    assert checked.returncode == 0, checked.stderr
     assert rows["e1"].health is Health.UP
     assert rows["e1"].url == edge.url
     assert edge.url.startswith("https://127.0.0.1:")
     assert rows["e1"].counters is not None  # /metrics read over https too
+
+
+def _compose_health_check(topo: Topology, edge: ServiceSpec, path: Path) -> list[str]:
+    """The edge's compose health check as a host command: the container's URL and CA path swapped
+    for the edge's own health URL and the topology's CA file."""
+    test = render_compose(topo, yaml.safe_load(path.read_text()))["services"][edge.name]["healthcheck"][
+        "test"
+    ]
+    assert test[:3] == ["CMD", "cdn", "check"]
+    assert topo.tls is not None
+    swap = {
+        f"https://{edge.name}:{edge.listen.port}/healthz": edge.health_url,
+        str(TLS_DIR / "ca.pem"): str(topo.tls.ca),
+    }
+    return resolve_argv([swap.get(word, word) for word in test[1:]])
 
 
 def test_the_load_test_follows_the_topology_scheme_and_trusts_its_ca(tls_topology: Path) -> None:

@@ -7,8 +7,6 @@ and ports of topology.yaml must be free: the module skips when another CDN holds
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 import signal
@@ -16,17 +14,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cdn.compose import manifest_url
-from cdn.launcher import Supervisor, probe, read_state
+from cdn.launcher import probe
 from cdn.plan import plan_services
-from cdn.topology import Topology, load_topology
-from cdn.up import port_conflicts
+from cdn.topology import load_topology
+from tests.e2e.cdnup import CDN, check_chunks, edge_at, finish, play, running_cdn_up, skip_when_busy
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
 
@@ -35,70 +31,14 @@ TOPOLOGY = ROOT / "topology.yaml"
 EU, US = "127.10.1.20", "127.10.2.20"
 
 
-@dataclass
-class CDN:
-    """The running `cdn up` and what the tests need to poke at it."""
-
-    proc: subprocess.Popen[bytes]
-    state: Path
-    topology: Topology
-    extra: Supervisor  # services a test (re)starts itself
-
-    def pid(self, name: str) -> int:
-        doc = read_state(self.state)
-        assert doc is not None
-        return next(int(s["pid"]) for s in doc["services"] if s["name"] == name)  # type: ignore[union-attr]
-
-
-def _wait_up(proc: subprocess.Popen[bytes], out: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while b"Ctrl-C stops everything" not in out.read_bytes():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"cdn up did not come up (exit {proc.returncode}):\n{out.read_text()[-3000:]}")
-        time.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def cdn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CDN]:
     if shutil.which("dig") is None:
         pytest.fail("dig is missing: install bind9-dnsutils (./run.sh setup does it)")
-    topology = load_topology(TOPOLOGY)
     state = tmp_path_factory.mktemp("cdn-up")
-    busy = port_conflicts(plan_services(topology, state), topology)
-    if busy:
-        pytest.skip(f"topology.yaml's addresses are in use ({', '.join(busy)}): another CDN is running")
-    out = state / "cdn-up.out"
-    with open(out, "wb") as log:
-        proc = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "cdn.cli", "up", "--topology", str(TOPOLOGY), "--state-dir", str(state),
-             "--sample-seconds", "16", "--segment-seconds", "2"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-        )  # fmt: skip
-    cdn = CDN(proc, state, topology, Supervisor(state / "extra"))
-    try:
-        _wait_up(proc, out, 120)
-        yield cdn
-    finally:
-        doc = read_state(state) or {"services": []}
-        cdn.extra.close()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    pids = [int(s["pid"]) for s in doc["services"]]  # type: ignore[union-attr]
-    assert proc.returncode == 0, out.read_text()[-2000:]
-    assert read_state(state) is None  # cdn up removes its state file when it stops cleanly
-    assert not [p for p in pids if _group_alive(p)], "cdn up left processes behind"
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    skip_when_busy(load_topology(TOPOLOGY), state, "topology.yaml")
+    with running_cdn_up(TOPOLOGY, state) as running:
+        yield running
 
 
 def dig(source: str, name: str = "video.example.test") -> list[str]:
@@ -106,37 +46,6 @@ def dig(source: str, name: str = "video.example.test") -> list[str]:
     out = subprocess.run(["dig", "@127.0.0.1", "-p", "5353", name, "-b", source, "+short", "+time=1", "+tries=1"],
                          capture_output=True, text=True, timeout=10, check=False)  # fmt: skip
     return out.stdout.split()
-
-
-def edge_at(topology: Topology, address: str) -> str:
-    return next(e.name for e in topology.edges if e.address == address)
-
-
-def play(
-    cdn: CDN, source: str, report: Path, *, speed: float = 16, extra: tuple[str, ...] = ()
-) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, str(ROOT / "player" / "cli.py"), manifest_url(cdn.topology, "sample"),
-            "--dns", str(cdn.topology.dns.listen), "--source-ip", source, "--speed", str(speed),
-            "--report", str(report), "--quiet", *extra]  # fmt: skip
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)  # noqa: S603
-
-
-def finish(proc: subprocess.Popen[bytes], report: Path, timeout: float = 90) -> dict[str, Any]:
-    out, _ = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, out.decode(errors="replace")[-3000:]
-    doc: dict[str, Any] = json.loads(report.read_text())
-    return doc
-
-
-def check_chunks(cdn: CDN, doc: dict[str, Any]) -> None:
-    """Every chunk is byte-identical to the origin's file, and none is missing or repeated."""
-    store = cdn.state / "store" / "sample"
-    package = json.loads((store / "package.json").read_text())
-    chunks = doc["chunks"]
-    assert [c["index"] for c in chunks] == list(range(package["chunks"]))
-    for c in chunks:
-        name = c["url"].rsplit("/", 1)[-1]
-        assert hashlib.sha256((store / name).read_bytes()).hexdigest() == c["sha256"], name
 
 
 def test_dig_sends_each_region_to_its_nearest_edge(cdn: CDN) -> None:
