@@ -8,12 +8,10 @@ side, then stops everything (or keeps the CDN running with `--keep` until Ctrl-C
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import subprocess
 import sys
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +23,9 @@ from cdn.launcher import LaunchError
 from cdn.topology import Topology
 from cdn.up import (
     SAMPLE_ID,
+    DemoClient,
     UpOptions,
+    demo_clients,
     running_cdn,
     sigterm_as_interrupt,
     summary_table,
@@ -36,23 +36,6 @@ from cdn.up import (
 __all__ = ["DemoClient", "demo_clients", "player_argv", "qoe_table", "run_demo"]
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass(frozen=True, slots=True)
-class DemoClient:
-    """One demo viewer: a region and a source address in that region's client network."""
-
-    region: str
-    source_ip: str
-
-
-def demo_clients(topology: Topology, count: int = 2) -> list[DemoClient]:
-    """Clients in the first `count` regions that have an IPv4 client network (host .20 of it)."""
-    out: list[DemoClient] = []
-    for net in topology.clients:
-        if net.region and net.network.version == 4 and net.region not in {c.region for c in out}:
-            out.append(DemoClient(net.region, str(ipaddress.ip_network(net.network).network_address + 20)))
-    return out[:count]
 
 
 def player_argv(topology: Topology, client: DemoClient, report: Path, *, speed: float) -> list[str]:

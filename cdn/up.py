@@ -9,6 +9,7 @@ and stop every process group.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import secrets
 import signal
 import socket
@@ -33,7 +34,9 @@ from cdn.tls import TlsFileError, client_tls_context
 from cdn.topology import Topology, load_topology
 
 __all__ = [
+    "DemoClient",
     "UpOptions",
+    "demo_clients",
     "sigterm_as_interrupt",
     "dns_query_ok",
     "ensure_sample",
@@ -200,6 +203,23 @@ def summary_table(sup: Supervisor, topology: Topology) -> Table:
     return table
 
 
+@dataclass(frozen=True, slots=True)
+class DemoClient:
+    """One demo viewer: a region and a source address in that region's client network."""
+
+    region: str
+    source_ip: str
+
+
+def demo_clients(topology: Topology, count: int = 2) -> list[DemoClient]:
+    """Clients in the first `count` regions that have an IPv4 client network (host .20 of it)."""
+    out: list[DemoClient] = []
+    for net in topology.clients:
+        if net.region and net.network.version == 4 and net.region not in {c.region for c in out}:
+            out.append(DemoClient(net.region, str(ipaddress.ip_network(net.network).network_address + 20)))
+    return out[:count]
+
+
 def try_commands(topology: Topology, state_dir: Path) -> list[str]:
     """The commands to try against a running CDN, one per line."""
     dns = topology.dns.listen
@@ -209,10 +229,10 @@ def try_commands(topology: Topology, state_dir: Path) -> list[str]:
     ca = f" --ca {topology.tls.ca}" if topology.tls else ""
     cacert = f" --cacert {topology.tls.ca}" if topology.tls else ""
     load = f"--topology {topology.source} --scheme https{ca}" if topology.tls else f"--edge {edge.url}"
+    viewers = [f" --source-ip {c.source_ip}" for c in demo_clients(topology)] or [""]
     return [
-        f"dig @{dns.host} -p {dns.port} {host} -b 127.10.1.20",
-        f"python player/cli.py {manifest} --dns {dns} --source-ip 127.10.1.20{ca}",
-        f"python player/cli.py {manifest} --dns {dns} --source-ip 127.10.2.20{ca}",
+        f"dig @{dns.host} -p {dns.port} {host}{viewers[0].replace(' --source-ip', ' -b')}",
+        *(f"python player/cli.py {manifest} --dns {dns}{v}{ca}" for v in viewers),
         f"curl -sI{cacert} {edge.url}/videos/{SAMPLE_ID}/manifest.mpd",
         f"cdn status --state-dir {state_dir}",
         f"cdn loadtest {load} --players 200 --duration 20",

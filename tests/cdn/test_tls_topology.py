@@ -246,3 +246,20 @@ def test_the_load_test_follows_the_topology_scheme_and_trusts_its_ca(tls_topolog
     assert cfg.ca == tls_topology.parent / "ca.pem"
     assert config(scheme="http").edges == (f"http://127.0.0.1:{port}",)
     assert config(scheme="http").ca is None
+
+
+def test_try_commands_take_viewer_addresses_from_the_client_networks(demo: dict[str, Any]) -> None:
+    moved = copy.deepcopy(demo)
+    moved["clients"] = [
+        {"network": "127.11.1.0/24", "region": "eu-west"},
+        {"network": "127.11.2.0/24", "region": "us-east"},
+    ]
+    lines = try_commands(parse_topology(moved), Path("var"))
+    players = [line for line in lines if "player/cli.py" in line]
+    assert [p.split("--source-ip ")[1] for p in players] == ["127.11.1.20", "127.11.2.20"]
+    assert lines[0].endswith(" -b 127.11.1.20")  # dig from the first region too
+    moved["clients"] = [{"network": "fd00:10:1::/48", "region": "eu-west"}]
+    lines = try_commands(parse_topology(moved), Path("var"))
+    assert [
+        line for line in lines if "player/cli.py" in line and "--source-ip" not in line
+    ]  # no IPv4 viewer: plain
