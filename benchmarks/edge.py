@@ -2,8 +2,9 @@
 
 Both caches run side by side on loopback, pinned to core 0 (one nginx worker, one edge process);
 wrk and the origin run on the other core. The origin is nginx serving static files (a 2 MiB chunk,
-a 1 KiB manifest, cold objects rate-limited so a fill takes ~130 ms, and a Zipf catalogue).
-Prints one line per figure. Whole run < 3 minutes.
+a 1 KiB manifest, cold objects rate-limited so a fill takes ~130 ms, a Zipf catalogue, and one
+64 MiB object for the memory figures). Prints one line per figure. Whole run < 3 minutes;
+`--large` runs only the memory figures (edge against edge: spooling/streaming vs whole in memory).
 """
 
 from __future__ import annotations
@@ -143,7 +144,8 @@ def wait_http(url: str, timeout: float = 15) -> None:
 
 def http_get(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=10) as resp:
-        return resp.read()
+        body: bytes = resp.read()
+        return body
 
 
 def wrk(url: str, seconds: int = WRK_SECONDS) -> float:
@@ -204,12 +206,19 @@ def make_origin(tmp: Path) -> None:
         (videos / "ttfb" / f"t{i}.m4s").write_bytes(os.urandom(16 * 1024))
     for i in range(ZIPF_OBJECTS):
         (videos / "zipf" / f"z{i}.m4s").write_bytes(os.urandom(ZIPF_SIZE))
+    (videos / "large").mkdir()
+    with open(videos / "large" / "movie.mp4", "wb") as fh:
+        for _ in range(LARGE_SIZE // 2**20):
+            fh.write(os.urandom(2**20))
 
 
 ZIPF_OBJECTS = 500
 ZIPF_SIZE = 64 * 1024
 ZIPF_CACHE = 8 * 1024 * 1024  # 128 objects of 500 fit: the catalogue is ~4x the cache
 ZIPF_REQUESTS = 4000
+LARGE_SIZE = 64 * 1024 * 1024  # one big object (a single-file representation, a download)
+LARGE_CLIENTS = 20
+LARGE_PATH = "/videos/large/movie.mp4"
 
 
 def zipf_paths(n: int, objects: int, s: float = 1.0, seed: int = 7) -> list[str]:
@@ -257,7 +266,92 @@ def ttfb_overhead(edge_port: int, origin_port: int, nginx_port: int) -> tuple[fl
     )
 
 
-def main() -> int:
+def edge_command(oport: int, port: int, cache_dir: Path, name: str, *extra: str) -> list[str]:
+    """`cdn-edge serve` pinned to core 0, in front of the nginx origin."""
+    return [
+        *pin(0),
+        str(VENV_BIN / "cdn-edge"),
+        "serve",
+        "--origin",
+        f"http://{HOST}:{oport}",
+        "--listen",
+        f"{HOST}:{port}",
+        "--cache-dir",
+        str(cache_dir),
+        "--name",
+        name,
+        *extra,
+    ]
+
+
+def memory_kib(pid: int, field: str) -> int:
+    """A `/proc/PID/status` memory figure in KiB (VmHWM: peak resident set, VmRSS: current)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/{pid}/status")
+
+
+def large_phase(
+    tmp: Path, oport: int, cache: Path, large_object: str, phase: str
+) -> tuple[float, float, float]:
+    """One edge process serving LARGE_CLIENTS concurrent GETs of the big object: (peak MiB, idle MiB, MB/s).
+
+    `cold`: a fresh cache (one fill, the rest coalesced); `disk`: the entry left by `cold`, read by
+    a newly started edge (its memory tier is empty). Peak RSS is VmHWM at the end, the commit included.
+    """
+    port = free_port()
+    cmd = edge_command(
+        oport,
+        port,
+        cache,
+        f"large-{phase}",
+        "--cache-size",
+        "2GiB",
+        "--memory-cache",
+        "256MiB",
+        "--large-object",
+        large_object,
+    )
+    with process(cmd, tmp / f"large-{large_object}-{phase}.log") as proc:
+        wait_http(f"http://{HOST}:{port}/healthz")
+        idle = memory_kib(proc.pid, "VmRSS")
+        t0 = time.perf_counter()
+        results = uvloop.run(cold_burst(port, LARGE_PATH, LARGE_CLIENTS))
+        elapsed = time.perf_counter() - t0
+        if any(n < LARGE_SIZE for _, _, n in results):
+            print(f"# warning: incomplete bodies in the {phase} round with --large-object {large_object}")
+        deadline = time.monotonic() + 30
+        while metrics(port).get("cdn_edge_cache_entries", 0) < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the commit (rename, or the write of the joined body) is part of the cost
+        peak = memory_kib(proc.pid, "VmHWM")
+    return peak / 1024, idle / 1024, LARGE_CLIENTS * LARGE_SIZE / elapsed / 1e6
+
+
+def run_large(tmp: Path, oport: int) -> None:
+    """Peak RSS and throughput of a cold fill and of disk hits of a 64 MiB object, 20 clients at once."""
+    rounds: dict[str, dict[str, tuple[float, float, float]]] = {}
+    for large_object in ("8MiB", "1TiB"):  # the default, and every object "small" (all in memory)
+        cache = tmp / f"large-cache-{large_object}"
+        rounds[large_object] = {
+            phase: large_phase(tmp, oport, cache, large_object, phase) for phase in ("cold", "disk")
+        }
+    for phase, what, how in (
+        ("cold", "cold fill, one origin fetch", "spooled to disk"),
+        ("disk", "disk hit of a restarted edge", "streamed block by block"),
+    ):
+        (new, idle, new_rate), (old, _, old_rate) = rounds["8MiB"][phase], rounds["1TiB"][phase]
+        print(
+            f"large object {what}: {LARGE_CLIENTS} clients x {LARGE_SIZE // 2**20} MiB: edge peak RSS "
+            f"{new:.0f} MiB {how} (--large-object 8MiB) vs {old:.0f} MiB whole in memory "
+            f"(--large-object 1TiB), ratio {new / old:.2f}x; {new_rate:,.0f} vs {old_rate:,.0f} MB/s "
+            f"aggregate (idle edge {idle:.0f} MiB)",
+            flush=True,
+        )
+
+
+def main(argv: list[str]) -> int:
+    large_only = "--large" in argv
     ensure_tools()
     load = os.getloadavg()
     print(
@@ -271,43 +365,31 @@ def main() -> int:
         make_origin(tmp)
         oport, nport, eport, zport = free_port(), free_port(), free_port(), free_port()
         origin = start_nginx(tmp, "origin", ORIGIN_BODY.format(tmp=tmp, host=HOST, port=oport), 1)
+        if large_only:
+            try:
+                os.environ["CDN_LOG_LEVEL"] = "WARNING"
+                wait_http(f"http://{HOST}:{oport}/videos/bench/manifest.mpd")
+                run_large(tmp, oport)
+            finally:
+                origin.terminate()
+                origin.wait(10)
+            return 0
         cache = start_nginx(
             tmp, "cache", CACHE_BODY.format(tmp=tmp, host=HOST, port=nport, origin_port=oport), 0
         )
-        edge_cmd = [
-            *pin(0),
-            str(VENV_BIN / "cdn-edge"),
-            "serve",
-            "--origin",
-            f"http://{HOST}:{oport}",
-            "--listen",
-            f"{HOST}:{eport}",
-            "--cache-dir",
-            str(tmp / "edge-cache"),
-            "--cache-size",
-            "2GiB",
-            "--memory-cache",
-            "256MiB",
-            "--name",
-            "bench-edge",
-        ]
-        zipf_cmd = [
-            *pin(0),
-            str(VENV_BIN / "cdn-edge"),
-            "serve",
-            "--origin",
-            f"http://{HOST}:{oport}",
-            "--listen",
-            f"{HOST}:{zport}",
-            "--cache-dir",
-            str(tmp / "zipf-cache"),
+        edge_cmd = edge_command(
+            oport, eport, tmp / "edge-cache", "bench-edge", "--cache-size", "2GiB", "--memory-cache", "256MiB"
+        )
+        zipf_cmd = edge_command(
+            oport,
+            zport,
+            tmp / "zipf-cache",
+            "zipf-edge",
             "--cache-size",
             str(ZIPF_CACHE),
             "--memory-cache",
             "4MiB",
-            "--name",
-            "zipf-edge",
-        ]
+        )
         env_log = {**os.environ, "CDN_LOG_LEVEL": "WARNING"}
         os.environ.update(env_log)
         try:
@@ -315,6 +397,7 @@ def main() -> int:
                 for port in (oport, nport, eport, zport):
                     wait_http(f"http://{HOST}:{port}/videos/bench/manifest.mpd")
                 run_all(tmp, oport, nport, eport, zport)
+            run_large(tmp, oport)
         finally:
             for proc in (cache, origin):
                 proc.terminate()
@@ -390,4 +473,4 @@ def run_all(tmp: Path, oport: int, nport: int, eport: int, zport: int) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))

@@ -19,6 +19,7 @@ from edge.errors import ConfigError
 
 __all__ = [
     "DEFAULT_HEADER_TIMEOUT",
+    "DEFAULT_LARGE_OBJECT",
     "DEFAULT_MEMORY_CACHE",
     "DEFAULT_NEGATIVE_TTL",
     "DEFAULT_STALE_IF_ERROR",
@@ -30,6 +31,7 @@ __all__ = [
 ]
 
 DEFAULT_MEMORY_CACHE = 256 * 1024**2
+DEFAULT_LARGE_OBJECT = 8 * 1024**2  # above this, fills spool to disk and disk hits stream block by block
 DEFAULT_STALE_IF_ERROR = 300.0
 DEFAULT_NEGATIVE_TTL = 10.0
 DEFAULT_HEADER_TIMEOUT = 10.0
@@ -46,6 +48,14 @@ def parse_size(text: str) -> int:
         return _parse_size(text)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def _size_option(text: str, option: str) -> int:
+    """A size option's value in bytes; raise ConfigError naming the option."""
+    try:
+        return parse_size(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{option}: {exc}") from None
 
 
 def parse_upstream_url(text: str, *, option: str) -> str:
@@ -80,6 +90,7 @@ class EdgeConfig:
     cache_dir: Path
     cache_size: int
     memory_cache: int = DEFAULT_MEMORY_CACHE
+    large_object: int = DEFAULT_LARGE_OBJECT
     region: str = "default"
     name: str = "edge"
     parent: str | None = None
@@ -103,6 +114,8 @@ class EdgeConfig:
             raise ConfigError(f"--cache-size {self.cache_size} must be positive, e.g. 2GiB")
         if not 0 <= self.memory_cache:
             raise ConfigError(f"--memory-cache {self.memory_cache} must be >= 0")
+        if self.large_object <= 0:
+            raise ConfigError(f"--large-object {self.large_object} must be positive, e.g. 8MiB")
         for label, value in (
             ("--stale-if-error", self.stale_if_error),
             ("--negative-ttl", self.negative_ttl),
@@ -139,8 +152,9 @@ class EdgeConfig:
             origin=parse_upstream_url(ns.origin, option="--origin"),
             listen=listen,
             cache_dir=Path(ns.cache_dir),
-            cache_size=parse_size(ns.cache_size),
-            memory_cache=parse_size(ns.memory_cache),
+            cache_size=_size_option(ns.cache_size, "--cache-size"),
+            memory_cache=_size_option(ns.memory_cache, "--memory-cache"),
+            large_object=_size_option(ns.large_object, "--large-object"),
             region=ns.region,
             name=ns.name or f"edge-{listen.port}",
             parent=parse_upstream_url(ns.parent, option="--parent") if ns.parent else None,
@@ -163,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", required=True, help="directory of the disk cache")
     p.add_argument("--cache-size", default="2GiB", help="disk cache capacity, e.g. 2GiB")
     p.add_argument("--memory-cache", default="256MiB", help="in-memory tier capacity, e.g. 256MiB")
+    p.add_argument(
+        "--large-object",
+        default="8MiB",
+        metavar="SIZE",
+        help="bodies larger than this are spooled to disk while fetched and streamed from disk on hits",
+    )
     p.add_argument("--region", default="default", help="region name reported by /healthz")
     p.add_argument("--name", default="", help="edge name (Via header, /healthz); default edge-PORT")
     p.add_argument("--parent", default=None, help="parent edge (shield) URL; origin is the fallback")

@@ -10,6 +10,7 @@ EdgeError                 root: everything this package raises derives from it
 │   ├── UpstreamTimeout        no byte within the read timeout
 │   └── UpstreamBrokenError    the connection broke or the response was malformed
 └── StoreError            the disk cache could not be read or written
+    └── CorruptBodyError  a stored body failed its checksum while being served (drop it, refetch)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 __all__ = [
     "BadPathError",
     "ConfigError",
+    "CorruptBodyError",
     "EdgeError",
     "RangeNotSatisfiable",
     "RequestError",
@@ -83,3 +85,11 @@ class UpstreamBrokenError(UpstreamError):
 
 class StoreError(EdgeError):
     """Raised when the disk cache directory cannot be created, read or written."""
+
+
+class CorruptBodyError(StoreError):
+    """Raised when a block of a stored body cannot be read or fails its CRC-32; `block` is its index."""
+
+    def __init__(self, message: str, *, block: int) -> None:
+        super().__init__(message)
+        self.block = block

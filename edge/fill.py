@@ -4,9 +4,12 @@ A `Fill` is the one upstream exchange for a cache key. Its first outcome (`Fill.
 `FillOutcome`: STREAM (status and headers are in; the body grows in `chunks`), NOT_MODIFIED (a
 conditional GET refreshed the stale entry), or FAILED (no usable response). Readers iterate
 `Fill.read(start, end)`, which yields chunks already received and then waits on an `asyncio.Event`
-for the next ones: no polling and no lock timeout. The fill runs in its own task, so it finishes
-and commits even if every client has left; if the upstream breaks mid-body, every reader gets
-the UpstreamError (the server then aborts their connections) and nothing is stored.
+for the next ones: no polling and no lock timeout. A body above `--large-object` (by its
+Content-Length, or once that many bytes arrived) goes to a spool file instead (`edge.spool`):
+readers then read it back from the file, and the commit renames the file (never the memory
+tier). The fill runs in its own task, so it finishes and commits even if every client has left;
+if the upstream breaks mid-body, every reader gets the UpstreamError (the server then aborts
+their connections) and nothing is stored (a spool file is deleted).
 A fill sends upstream the forwarded headers of the request that started it (`Fill.request`); once
 its head is in, `Fill.serves` tells whether another request may share it (RFC 9111 §4.1: the same
 values of the headers its Vary names), and a finished fill is stored with those values.
@@ -27,6 +30,7 @@ from typing import Any, TypeVar
 
 from edge.cachecontrol import Freshness, format_http_date, freshness_of, initial_age
 from edge.errors import StoreError, UpstreamBrokenError, UpstreamError
+from edge.spool import Spool, Spooler
 from edge.store import Entry, Store, checksum
 from edge.upstream import UpstreamChain, UpstreamResponse
 from edge.vary import Forwarded, Selection, same_variant, select, vary_names
@@ -36,6 +40,9 @@ __all__ = ["Fill", "FillOutcome", "Filler", "FillStats", "Probe", "stored_header
 log = logging.getLogger("edge.fill")
 
 T = TypeVar("T")
+
+_SPOOL_READ = 256 * 1024  # a reader's largest read from a spool file (one pread on the loop thread)
+_SPOOL_YIELD = 1024 * 1024  # a reader catching up from the file lets the loop run after this many bytes
 
 # Never stored nor forwarded: hop-by-hop (RFC 9110 §7.6.1) and what the edge writes itself.
 # Date is kept: a cache serves the stored response's Date (with Age), so that a child edge's
@@ -82,7 +89,15 @@ class Probe:
 class Fill:
     """The one in-flight upstream exchange for a cache key, shared by all its readers."""
 
-    def __init__(self, key: str, stale: Entry | None, started: float, request: Forwarded = ()) -> None:
+    def __init__(
+        self,
+        key: str,
+        stale: Entry | None,
+        started: float,
+        request: Forwarded = (),
+        *,
+        spooler: Spooler | None = None,
+    ) -> None:
         self.key = key
         self.stale = stale
         self.started = started
@@ -100,6 +115,9 @@ class Fill:
         self.purged = False
         self.readers = 0
         self.stored_at = started
+        self.spool: Spool | None = None  # the body's file once it is known to be large
+        self.stop_upstream: Callable[[], None] | None = None  # set by the filler: drop the upstream
+        self._spooler = spooler
         self._event = asyncio.Event()
 
     @property
@@ -127,14 +145,64 @@ class Fill:
         self.status, self.headers, self.freshness = status, headers, freshness
         self.vary = vary_names(headers)
         self.length = _content_length(length)
+        if self.length is not None and self._large(self.length):
+            self._spill()
         self._resolve(FillOutcome.STREAM)
 
     def feed(self, chunk: bytes) -> None:
-        """A body chunk arrived: keep it and wake every reader."""
-        if chunk:
+        """A body chunk arrived: keep it (in memory, or appended to the spool file) and wake every reader."""
+        if not chunk or self.error is not None:
+            return
+        if self.spool is None:
             self.chunks.append(chunk)
-            self.received += len(chunk)
-            self._wake()
+        else:
+            try:
+                self.spool.write(chunk)
+            except OSError as exc:
+                self._spool_failed(exc)
+                return
+        self.received += len(chunk)
+        if self.spool is None and self._large(self.received):
+            self._spill()
+        self._wake()
+
+    def _large(self, size: int) -> bool:
+        return self._spooler is not None and size > self._spooler.threshold
+
+    def _spill(self) -> None:
+        """Move the body to a spool file (it is, or will be, above --large-object); memory is the fallback."""
+        assert self._spooler is not None
+        try:
+            spool = self._spooler.open(self.key)
+        except OSError as exc:
+            log.warning("cannot spool %s to disk, keeping it in memory: %s", self.key, exc)
+            self._spooler = None
+            return
+        try:
+            for chunk in self.chunks:
+                spool.write(chunk)
+        except OSError as exc:
+            log.warning("cannot spool %s to %s, keeping it in memory: %s", self.key, spool.path, exc)
+            spool.discard()
+            spool.close()
+            self._spooler = None
+            return
+        self.spool, self.chunks = spool, []
+
+    def _spool_failed(self, exc: OSError) -> None:
+        """Writing the spool failed mid-body (disk full): the fill breaks, like an upstream that died."""
+        assert self.spool is not None
+        log.warning(
+            "cannot spool %s to %s: %s; check free space in the cache dir", self.key, self.spool.path, exc
+        )
+        self.fail(UpstreamBrokenError(f"the edge could not write {self.key} to its cache dir: {exc}"))
+        if self.stop_upstream is not None:
+            self.stop_upstream()
+
+    def release(self) -> None:
+        """The fill is over: delete its spool file unless it was committed (readers may still read it)."""
+        if self.spool is not None:
+            self.spool.discard()
 
     def finish(self) -> None:
         """The body is complete."""
@@ -144,6 +212,9 @@ class Fill:
     def fail(self, exc: UpstreamError) -> None:
         """The exchange failed: before the head (FAILED) or mid-body (readers get `exc`)."""
         self.error = exc
+        if self.spool is not None:  # readers check `error` before each read: close the file at once
+            self.spool.discard()
+            self.spool.close()
         self._resolve(FillOutcome.FAILED)
         self._wake()
 
@@ -152,30 +223,44 @@ class Fill:
         event.set()
 
     def body(self) -> bytes:
-        """The whole body (only meaningful once `done`)."""
+        """The whole body (only meaningful once `done`, and only for a fill that did not spool)."""
         return b"".join(self.chunks)
 
     async def read(self, start: int = 0, end: int | None = None) -> AsyncGenerator[bytes, None]:
-        """Yield body bytes `start..end-1` as they arrive; raise the UpstreamError on a broken fill."""
-        index, pos = 0, 0
-        while True:
-            while index < len(self.chunks):
+        """Yield body bytes `start..end-1` as they arrive; raise the UpstreamError on a broken fill.
+
+        `pos` is the next byte to yield. In memory, `index`/`offset` walk `chunks`; once the fill
+        spools (possibly while this reader is suspended), the rest comes from the file from `pos`.
+        """
+        pos, index, offset, unpaused = start, 0, 0, 0
+        while end is None or pos < end:
+            if self.spool is not None and self.error is None and pos < self.received:
+                stop = self.received if end is None else min(end, self.received)
+                piece = self.spool.read(pos, min(stop - pos, _SPOOL_READ))
+                if not piece:
+                    raise UpstreamBrokenError(f"the spool file of {self.key} lost its bytes after {pos}")
+                pos, unpaused = pos + len(piece), unpaused + len(piece)
+                yield piece
+                if unpaused >= _SPOOL_YIELD:  # a late joiner reading the file: let other work run
+                    unpaused = 0
+                    await asyncio.sleep(0)
+            elif self.spool is None and index < len(self.chunks):
                 chunk = self.chunks[index]
-                lo, hi = pos, pos + len(chunk)
-                index, pos = index + 1, hi
-                if hi <= start:
+                lo = offset
+                index, offset = index + 1, offset + len(chunk)
+                if offset <= pos:
                     continue
-                whole = lo >= start and (end is None or hi <= end)
-                piece = chunk if whole else chunk[max(0, start - lo) : None if end is None else end - lo]
-                if piece:
-                    yield piece
-                if end is not None and hi >= end:
-                    return
-            if self.error is not None:
+                whole = lo == pos and (end is None or offset <= end)
+                piece = chunk if whole else chunk[pos - lo : None if end is None else end - lo]
+                pos += len(piece)
+                yield piece
+            elif self.error is not None:
                 raise self.error
-            if self.done:
+            elif self.done:
                 return
-            await self._event.wait()
+            else:
+                unpaused = 0
+                await self._event.wait()
 
     async def wait_done(self) -> None:
         """Wait until the body is complete; raise the UpstreamError if it broke."""
@@ -208,11 +293,13 @@ class Filler:
         *,
         clock: Callable[[], float],
         negative_ttl: float,
+        spooler: Spooler | None = None,
     ) -> None:
         self.upstream = upstream
         self.store = store
         self.clock = clock
         self.negative_ttl = negative_ttl
+        self.spooler = spooler  # None: every body in memory until it commits
         self.fills: dict[str, Fill] = {}
         self.probes: dict[str, asyncio.Task[Probe]] = {}
         self.stats = FillStats()
@@ -235,7 +322,7 @@ class Filler:
 
     def start_private(self, key: str, stale: Entry | None = None, *, request: Forwarded = ()) -> Fill:
         """Start a fill that is not shared (when a shared one turned out private or another variant)."""
-        fill = Fill(key, stale, self.clock(), request)
+        fill = Fill(key, stale, self.clock(), request, spooler=self.spooler)
         self._spawn(self._run(fill))
         return fill
 
@@ -335,6 +422,7 @@ class Filler:
         finally:
             if self.fills.get(fill.key) is fill:
                 del self.fills[fill.key]
+            fill.release()
 
     async def _exchange(self, fill: Fill) -> None:
         request_time = self.clock()
@@ -358,12 +446,17 @@ class Filler:
         fill.begin(resp.status, headers, freshness, resp.headers.get("content-length"))
         age = initial_age(resp.headers, request_time=request_time, response_time=response_time)
         fill.stored_at = response_time - age
+        fill.stop_upstream = resp.close
         resp.stream(fill.feed)
         try:
             await resp.finished()
         except UpstreamError:
             self.stats.aborted += 1
             raise
+        finally:
+            fill.stop_upstream = None  # the connection goes back to the pool: never close it from here
+        if fill.error is not None:
+            raise fill.error  # the spool file could not be written: what arrived is not the whole body
         fill.finish()
         selection = fill.selection
         if freshness is not None and selection is not None and not fill.purged:
@@ -403,6 +496,9 @@ class Filler:
             log.warning("could not persist the refreshed entry %s: %s", entry.key, exc)
 
     async def _commit(self, fill: Fill, freshness: Freshness, selection: Selection) -> None:
+        if fill.spool is not None:
+            await self._commit_spool(fill, fill.spool, freshness, selection)
+            return
         body = fill.body()
         if len(body) > self.store.capacity or (fill.length is not None and len(body) != fill.length):
             return
@@ -435,6 +531,45 @@ class Filler:
             return
         if not in_memory:
             self.store.admit(entry, body)
+        self.stats.committed += 1
+
+    async def _commit_spool(
+        self, fill: Fill, spool: Spool, freshness: Freshness, selection: Selection
+    ) -> None:
+        """Store a spooled body: rename its file into place (no second copy), then write the meta.
+
+        Never admitted to the memory tier. A body over the capacity or of the wrong length is not
+        stored (`_run` then deletes the spool file).
+        """
+        size = spool.size
+        if size > self.store.capacity or (fill.length is not None and size != fill.length):
+            return
+        entry = Entry(
+            key=fill.key,
+            status=fill.status,
+            headers=fill.headers,
+            size=size,
+            checksum=spool.sums.crc,
+            stored_at=fill.stored_at,
+            freshness=freshness,
+            vary=selection,
+            blocks=spool.sums.blocks(),
+        )
+        # The rename replaces the body file of an entry already stored under this key: unlist that
+        # entry first, so no disk hit opens the new body with the old checksums. Meanwhile requests
+        # join this fill (still listed, done), which reads from the spool's open descriptor.
+        self.store.remove(fill.key, files=False)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.store.commit_spool, entry, spool.path)
+        except StoreError as exc:
+            log.warning("not caching %s on disk: %s", fill.key, exc)
+            return
+        spool.committed()
+        if fill.purged:
+            if self.store.peek(entry.key) is None:
+                self.store.delete_files(entry)  # purged while the files were written
+            return
+        self.store.admit(entry)
         self.stats.committed += 1
 
 

@@ -47,6 +47,8 @@ class UpstreamCounters:
     aborted: int
     fallbacks: int
     coalesced_probes: int  # HEADs that shared another's upstream HEAD
+    spooled: int = 0  # fills of large objects that went to a spool file
+    spooling: int = 0  # spool files in flight (neither committed nor deleted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,7 @@ class Metrics:
         self.requests: dict[str, int] = dict.fromkeys(CACHE_STATUSES, 0)
         self.errors: dict[int, int] = {}
         self.bytes_served = 0
+        self.disk_streamed = 0  # body bytes of large entries sent block by block from disk
         self.inflight = 0
         self.coalesced_waiters = 0
         self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
@@ -155,6 +158,24 @@ class Metrics:
                 "counter",
                 "HEADs that shared another's upstream HEAD (PASS).",
                 upstream.coalesced_probes,
+            ),
+            (
+                "cdn_edge_spooled_fills_total",
+                "counter",
+                "Fills of large objects spooled to disk instead of memory.",
+                upstream.spooled,
+            ),
+            (
+                "cdn_edge_spool_files",
+                "gauge",
+                "Spool files of large fills in flight (not yet committed or deleted).",
+                upstream.spooling,
+            ),
+            (
+                "cdn_edge_disk_streamed_bytes_total",
+                "counter",
+                "Body bytes of large entries streamed from disk block by block.",
+                self.disk_streamed,
             ),
             ("cdn_edge_inflight_requests", "gauge", "Requests being answered now.", self.inflight),
             ("cdn_edge_cache_bytes", "gauge", "Bytes in the disk cache.", store.bytes),

@@ -3,17 +3,22 @@
 Heads of cached entries are rendered once per (entry, X-Cache value) and kept on the entry, with
 the stored response's Date (RFC 9110 §6.6.1); only the Age line is produced per response. Streaming a fill writes each chunk as it
 arrives and, if the upstream breaks, aborts the client's connection so that a truncated body can
-never pass for a complete one. A HEAD miss is answered from the upstream's HEAD (`send_probe`).
+never pass for a complete one. A large entry is streamed from its file (`stream_entry`), each
+block verified before it is sent; a block failing mid-body aborts the connection likewise.
+A HEAD miss is answered from the upstream's HEAD (`send_probe`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edge.bodyfile import BlockReader
 from edge.cachecontrol import format_http_date, parse_http_date
-from edge.errors import RangeNotSatisfiable, UpstreamError
+from edge.errors import CorruptBodyError, RangeNotSatisfiable, UpstreamError
 from edge.http import HttpConnection, Request, http_date, render_head
 from edge.metrics import CacheStatus
 from edge.ranges import ByteRange, content_range, parse_range
@@ -31,6 +36,7 @@ __all__ = [
     "send_probe",
     "send_simple",
     "serve_entry",
+    "stream_entry",
     "stream_fill",
 ]
 
@@ -120,15 +126,8 @@ def serve_entry(
             _send_304(server, conn, req, entry.headers, status, age)
             return 0
         rng = _range_for(req, entry.headers, entry.size)
-    payload: bytes | memoryview
-    if rng is not None:
-        extra = [("Content-Range", content_range(rng, entry.size)), ("Content-Length", str(rng.length))]
-        head = render_head(206, _dated(entry) + extra + _common(server, status))
-        payload = memoryview(body)[rng.start : rng.end + 1]
-    else:
-        head = entry.rendered.get(status) or render_entry(server, entry, status)
-        payload = body
-    head += b"Age: %d\r\n\r\n" % age if req.keep_alive else b"Age: %d\r\nConnection: close\r\n\r\n" % age
+    payload: bytes | memoryview = body if rng is None else memoryview(body)[rng.start : rng.end + 1]
+    head = _entry_head(server, req, entry, rng, status, age)
     if req.method == "HEAD":
         conn.write(head)
         payload = b""
@@ -139,6 +138,82 @@ def serve_entry(
     if not req.keep_alive:
         conn.finish(False)
     return len(payload)
+
+
+def _entry_head(
+    server: EdgeServer, req: Request, entry: Entry, rng: ByteRange | None, status: CacheStatus, age: int
+) -> bytes:
+    """The whole head of a 200/206 (or 404) from a cached entry, its Age and the blank line included."""
+    if rng is not None:
+        extra = [("Content-Range", content_range(rng, entry.size)), ("Content-Length", str(rng.length))]
+        head = render_head(206, _dated(entry) + extra + _common(server, status))
+    else:
+        head = entry.rendered.get(status) or render_entry(server, entry, status)
+    return head + (
+        b"Age: %d\r\n\r\n" % age if req.keep_alive else b"Age: %d\r\nConnection: close\r\n\r\n" % age
+    )
+
+
+async def stream_entry(
+    server: EdgeServer,
+    conn: HttpConnection,
+    req: Request,
+    entry: Entry,
+    status: CacheStatus,
+    now: float,
+    path: Path,
+) -> int | None:
+    """Answer from a large entry, streaming its body file `path` block by block; return the bytes sent.
+
+    Each block is verified before any of its bytes goes out, and only the blocks a Range touches
+    are read. Return None when the first block needed fails (nothing was sent: the caller drops the
+    entry and refetches). Raise RangeNotSatisfiable (nothing sent), or CorruptBodyError when a later
+    block fails, after aborting the connection: the client then has fewer bytes than Content-Length,
+    never a whole-looking corrupt body. 304s and 416s read nothing; a HEAD reads the first block.
+    """
+    assert entry.blocks is not None, "a streamed entry has block checksums"
+    age = int(now - entry.stored_at) if now > entry.stored_at else 0
+    rng = None
+    if not req.plain and entry.status == 200:
+        if not_modified(req.headers, entry.headers):
+            _send_304(server, conn, req, entry.headers, status, age)
+            return 0
+        rng = _range_for(req, entry.headers, entry.size)
+    start, stop = (rng.start, rng.end + 1) if rng else (0, entry.size)
+    if req.method == "HEAD":  # verify the first block (as a small entry is verified), send none
+        stop = min(stop, (start // entry.blocks.size + 1) * entry.blocks.size)
+    reader = BlockReader(path, entry.blocks, entry.size, start, stop)
+    try:
+        try:
+            piece = await reader.next()
+        except CorruptBodyError:
+            return None
+        conn.write(_entry_head(server, req, entry, rng, status, age))
+        sent = 0 if req.method == "HEAD" else await _send_blocks(server, conn, reader, piece)
+    finally:
+        reader.close()
+    if not req.keep_alive:
+        conn.finish(False)
+    return sent
+
+
+async def _send_blocks(server: EdgeServer, conn: HttpConnection, reader: BlockReader, piece: bytes) -> int:
+    """Write `piece` and the reader's next pieces, waiting while the client is not reading."""
+    sent = 0
+    while piece and not conn.closed:
+        conn.write(piece)
+        sent += len(piece)
+        server.metrics.disk_streamed += len(piece)
+        if conn.write_paused:
+            await conn.drain()
+            if conn.closed:
+                break  # the client left (or stalled and was dropped): read no further block
+        try:
+            piece = await reader.next()
+        except CorruptBodyError:
+            conn.abort()
+            raise
+    return sent
 
 
 def render_entry(server: EdgeServer, entry: Entry, status: CacheStatus) -> bytes:
@@ -270,13 +345,14 @@ async def _stream_fill(
     sent = 0
     if req.method != "HEAD":
         start, end = (rng.start, rng.end + 1) if rng else (0, None)
-        async for piece in fill.read(start, end):
-            if conn.closed:
-                return  # the client left; the fill goes on without it
-            conn.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
-            sent += len(piece)
-            if conn.write_paused:
-                await conn.drain()
+        async with contextlib.aclosing(fill.read(start, end)) as pieces:
+            async for piece in pieces:
+                if conn.closed:
+                    return  # the client left; the fill goes on without it
+                conn.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+                sent += len(piece)
+                if conn.write_paused:
+                    await conn.drain()
         if chunked:
             conn.write(b"0\r\n\r\n")
     server.metrics.served(status, sent, 0.0 if conn.closed else _elapsed(req))

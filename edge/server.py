@@ -4,6 +4,8 @@
 `Handler` the connections call. A fresh hit in the memory tier is answered synchronously
 (`try_fast`): a cached head (with the stored Date), the Age line, then the body in one `transport.write`.
 Everything else (disk reads, misses, revalidation, stale-on-error, admin) runs in `handle`.
+An entry above `--large-object` never enters memory whole: it is streamed from its file block by
+block, each block checked before it is sent (`responses.stream_entry`).
 A HEAD for a key with nothing cached and no fill in flight is forwarded upstream as a HEAD
 (X-Cache PASS; concurrent ones share one) and never fills: players probe the sizes of chunks
 they may never fetch. An entry or a fill is used for a request only when it is the variant that
@@ -22,13 +24,22 @@ from typing import Any
 
 from edge import responses
 from edge.admin import handle_admin, health
+from edge.bodyfile import scan_blocks
 from edge.cachecontrol import Decision, decide, stale_if_error_ok
 from edge.cachekey import cache_key
 from edge.config import EdgeConfig
-from edge.errors import BadPathError, RangeNotSatisfiable, RequestError, UpstreamError
+from edge.errors import (
+    BadPathError,
+    CorruptBodyError,
+    RangeNotSatisfiable,
+    RequestError,
+    StoreError,
+    UpstreamError,
+)
 from edge.fill import Fill, Filler, FillOutcome
 from edge.http import HttpConnection, Request
 from edge.metrics import CacheStatus, Metrics, RateMeter, TlsCounters, UpstreamCounters
+from edge.spool import Spooler
 from edge.store import Entry, Store
 from edge.tls import TlsListener, server_tls_context
 from edge.upstream import UpstreamChain, UpstreamPool, client_tls_context
@@ -69,7 +80,10 @@ class EdgeServer:
                 if url is not None
             ]
         )
-        self.filler = Filler(self.upstream, self.store, clock=clock, negative_ttl=config.negative_ttl)
+        self.spooler = Spooler(config.large_object, self.store.body_path)
+        self.filler = Filler(
+            self.upstream, self.store, clock=clock, negative_ttl=config.negative_ttl, spooler=self.spooler
+        )
         self.metrics = Metrics()
         self.rate = RateMeter()
         self.via = f"1.1 {config.name}"
@@ -262,6 +276,11 @@ class EdgeServer:
         decision = decide(entry.freshness, entry.age(self.clock()))
         if decision is Decision.REVALIDATE:
             return False
+        if self._large(entry):
+            if decision is Decision.STALE_WHILE_REVALIDATE:
+                self.filler.get_or_start(entry.key, stale=entry, request=request)
+                return await self._stream_entry(conn, req, entry, "STALE")
+            return await self._stream_entry(conn, req, entry, "HIT")
         body = await self._body(entry)
         if body is None:
             return False
@@ -287,9 +306,9 @@ class EdgeServer:
         outcome = await asyncio.shield(fill.head)
         if outcome is FillOutcome.NOT_MODIFIED and fill.stale is not None:
             # a waiter may have joined a revalidation of another variant than its own
-            body = await self._body(fill.stale) if matches(fill.stale.vary, request) else None
-            if body is not None:
-                self._serve_entry(conn, req, fill.stale, body, "REVALIDATED")
+            if matches(fill.stale.vary, request) and await self._serve_stored(
+                conn, req, fill.stale, "REVALIDATED"
+            ):
                 return
             fill, created = self.filler.get_or_start(fill.key, request=request)
             outcome = await asyncio.shield(fill.head)
@@ -308,14 +327,81 @@ class EdgeServer:
     async def _on_failure(self, conn: HttpConnection, req: Request, fill: Fill, stale: Entry | None) -> None:
         """Upstream failed before a usable head: serve stale within the window, else 502/504."""
         err = fill.error or UpstreamError(f"upstream answered {fill.status}")
-        if stale is not None and stale_if_error_ok(
-            stale.freshness, stale.age(self.clock()), default_window=self.config.stale_if_error
+        if (
+            stale is not None
+            and stale_if_error_ok(
+                stale.freshness, stale.age(self.clock()), default_window=self.config.stale_if_error
+            )
+            and await self._serve_stored(conn, req, stale, "STALE")
         ):
-            body = await self._body(stale)
-            if body is not None:
-                self._serve_entry(conn, req, stale, body, "STALE")
-                return
+            return
         self._send_error(conn, req, err.status, f"upstream failed: {err}", [("X-Cache", "MISS")])
+
+    async def _serve_stored(
+        self, conn: HttpConnection, req: Request, entry: Entry, status: CacheStatus
+    ) -> bool:
+        """Answer from a stored entry (small: whole from memory or disk; large: streamed); False if corrupt."""
+        if self._large(entry):
+            return await self._stream_entry(conn, req, entry, status)
+        body = await self._body(entry)
+        if body is None:
+            return False
+        self._serve_entry(conn, req, entry, body, status)
+        return True
+
+    def _large(self, entry: Entry) -> bool:
+        """Is this entry streamed from disk block by block rather than read whole?"""
+        return entry.size > self.config.large_object
+
+    async def _stream_entry(
+        self, conn: HttpConnection, req: Request, entry: Entry, status: CacheStatus
+    ) -> bool:
+        """Serve a large entry from its body file; False (entry dropped: a miss) when its first block fails.
+
+        A block failing later aborts the client (`responses.stream_entry`) and drops the entry too.
+        """
+        if entry.blocks is None and not await self._add_blocks(entry):
+            return False
+        path = self.store.paths(entry)[0]
+        try:
+            sent = await responses.stream_entry(self, conn, req, entry, status, self.clock(), path)
+        except RangeNotSatisfiable as exc:
+            responses.send_416(self, conn, req, entry.size, status, str(exc))
+            sent = 0
+        except CorruptBodyError as exc:
+            self._corrupt(entry, f"block {exc.block} failed its check mid-response; client aborted")
+            return True
+        if sent is None:
+            self._corrupt(entry, "failed its block check; refetching")
+            return False
+        self.metrics.served(status, sent, 0.0 if conn.closed else time.perf_counter() - req.started)
+        return True
+
+    async def _add_blocks(self, entry: Entry) -> bool:
+        """Give a large entry stored without block checksums (meta v1/v2) its blocks; False if corrupt.
+
+        One pass over the file in a worker thread, checking the whole CRC-32 as before; the meta is
+        then rewritten as v3 so that the next hit streams at once.
+        """
+        loop = asyncio.get_running_loop()
+        sums = await loop.run_in_executor(None, scan_blocks, self.store.paths(entry)[0])
+        if sums is None or sums.size != entry.size or sums.crc != entry.checksum:
+            self._corrupt(entry, "failed its length/checksum check; refetching")
+            return False
+        entry.blocks = sums.blocks()
+        if self.store.peek(entry.key) is entry:
+            try:
+                await loop.run_in_executor(None, self.store.write_meta, entry)
+            except StoreError as exc:
+                log.warning("could not add block checksums to the meta of %s: %s", entry.key, exc)
+        return True
+
+    def _corrupt(self, entry: Entry, why: str) -> None:
+        """Drop an entry whose body failed a check, unless it was already replaced, evicted or purged."""
+        if self.store.peek(entry.key) is not entry:
+            return  # gone meanwhile (and maybe its file with it): not corruption
+        log.warning("cached body of %s %s", entry.key, why)
+        self.store.corrupt_entry(entry)
 
     async def _body(self, entry: Entry) -> bytes | None:
         """The entry's body from memory or verified from disk; None (and the entry dropped) if corrupt."""
@@ -367,6 +453,8 @@ class EdgeServer:
             aborted=self.filler.stats.aborted,
             coalesced_probes=self.filler.stats.probe_waiters,
             fallbacks=u.fallbacks,
+            spooled=self.spooler.total,
+            spooling=self.spooler.active,
         )
         text = self.metrics.render(self.store.stats(), counters, self.tls_counters).encode()
         responses.send_simple(self, conn, req, 200, text, "text/plain; version=0.0.4; charset=utf-8")

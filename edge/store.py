@@ -1,16 +1,19 @@
 """The cache's storage: a bytes-bounded LRU on disk plus a bounded in-memory tier for hot objects.
 
 Layout: `CACHE_DIR/objects/ab/<hash>.body` holds the body and `<hash>.meta` (JSON) its key, status,
-headers, freshness, size, CRC-32 and, for a response with Vary, the request values it was stored
-for. A commit writes both as `*.tmp`, renames the body, then the meta: the meta is the commit
+headers, freshness, size, CRC-32, for a response with Vary the request values it was stored for,
+and for a large body the CRC-32 of each block (`edge.blocks`). A commit writes both as `*.tmp`
+(a large fill's spool file is one already), renames the body, then the meta: the meta is the commit
 marker. At start the index is rebuilt from the `.meta` files; tmp leftovers, orphan bodies and
-entries whose body has the wrong length are removed. A body read from disk is checked against its
-length and CRC-32 before it is served; a bad one is dropped (a miss).
+entries whose body has the wrong length are removed. A small body read from disk is checked against
+its length and CRC-32 before it is served; a large one block by block (`edge.bodyfile`); a bad one
+is dropped (a miss).
 
 Goals / plan / caveats: index mutations happen on the event-loop thread only; file writes and
 reads are plain blocking functions the caller runs in a worker thread (`write_files`,
-`read_verified`). Eviction is strict LRU by bytes (body + meta) on disk and, separately, by body
-bytes in memory; evicting from disk also drops the memory copy so the two never disagree.
+`commit_spool`, `read_verified`). Eviction is strict LRU by bytes (body + meta) on disk and,
+separately, by body bytes in memory; evicting from disk also drops the memory copy so the two
+never disagree. Large entries never enter the memory tier.
 """
 
 from __future__ import annotations
@@ -24,16 +27,22 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edge.blocks import Blocks
 from edge.cachecontrol import Freshness
 from edge.errors import StoreError
 from edge.vary import Selection
 
-__all__ = ["Entry", "RebuildReport", "Store", "StoreStats"]
+__all__ = ["Entry", "RebuildReport", "Store", "StoreStats", "file_id"]
 
-# v2 adds `vary`. An entry without Vary data is still written as v1, so code that knows only v1
-# keeps those after a rollback and drops (never misserves) the varied ones.
-_META_VERSION = 2
-_META_VERSIONS = (1, 2)
+# v2 adds `vary`, v3 `blocks` (per-block CRC-32s of a large body). Each entry is written with the
+# lowest version that holds its data, so code that knows only v1 keeps the plain entries after a
+# rollback and drops (never misserves) the others.
+_META_VERSIONS = (1, 2, 3)
+
+
+def file_id(key: str) -> str:
+    """The hex name of the files of the entry stored under `key`."""
+    return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
 
 
 @dataclass(slots=True, kw_only=True, eq=False)
@@ -48,6 +57,7 @@ class Entry:
     stored_at: float
     freshness: Freshness
     vary: Selection = ()  # the request's values of the headers its Vary names (RFC 9111 §4.1)
+    blocks: Blocks | None = None  # per-block CRC-32s: a large body, streamed from disk block by block
     meta_size: int = 0
     accounted: int = 0  # bytes this entry added to the store's total when it was admitted
     rendered: dict[str, bytes] = field(default_factory=dict)  # response heads cached by the server
@@ -55,7 +65,7 @@ class Entry:
     @property
     def file_id(self) -> str:
         """The hex name of this entry's files."""
-        return hashlib.blake2b(self.key.encode(), digest_size=16).hexdigest()
+        return file_id(self.key)
 
     def header(self, name: str) -> str | None:
         """The first stored header called `name` (case-insensitive)."""
@@ -70,7 +80,7 @@ class Entry:
         """The JSON sidecar describing this entry."""
         f = self.freshness
         doc: dict[str, object] = {
-            "v": _META_VERSION if self.vary else 1,
+            "v": 3 if self.blocks is not None else 2 if self.vary else 1,
             "key": self.key,
             "status": self.status,
             "headers": self.headers,
@@ -81,6 +91,8 @@ class Entry:
         }
         if self.vary:
             doc["vary"] = self.vary
+        if self.blocks is not None:
+            doc["blocks"] = self.blocks.to_json()
         return json.dumps(doc, separators=(",", ":")).encode()
 
     @classmethod
@@ -90,6 +102,9 @@ class Entry:
         if doc["v"] not in _META_VERSIONS:
             raise ValueError(f"meta version {doc['v']} is not one of {_META_VERSIONS}")
         ttl, swr, sie, mr = doc["freshness"]
+        blocks = Blocks.from_json(doc["blocks"]) if "blocks" in doc else None
+        if blocks is not None and not blocks.fits(int(doc["size"])):
+            raise ValueError(f"{len(blocks.crc)} block checksums do not cover {doc['size']} bytes")
         return cls(
             key=str(doc["key"]),
             status=int(doc["status"]),
@@ -99,6 +114,7 @@ class Entry:
             stored_at=float(doc["stored_at"]),
             freshness=Freshness(ttl=ttl, stale_while_revalidate=swr, stale_if_error=sie, must_revalidate=mr),
             vary=tuple((str(n), None if v is None else str(v)) for n, v in doc.get("vary", ())),
+            blocks=blocks,
             meta_size=len(data),
         )
 
@@ -296,9 +312,13 @@ class Store:
 
     def paths(self, entry: Entry) -> tuple[Path, Path]:
         """The body and meta paths of an entry."""
-        fid = entry.file_id
-        base = self.objects / fid[:2] / fid
-        return base.with_suffix(".body"), base.with_suffix(".meta")
+        body = self.body_path(entry.key)
+        return body, body.with_suffix(".meta")
+
+    def body_path(self, key: str) -> Path:
+        """Where the body stored under `key` lives (its directory may not exist yet)."""
+        fid = file_id(key)
+        return self.objects / fid[:2] / f"{fid}.body"
 
     def write_files(self, entry: Entry, body: bytes) -> None:
         """Atomically write body then meta (tmp + rename each); sets `entry.meta_size`."""
@@ -306,6 +326,22 @@ class Store:
         body_path.parent.mkdir(exist_ok=True)
         _atomic_write(body_path, body)
         self.write_meta(entry)
+
+    def commit_spool(self, entry: Entry, spool: Path) -> None:
+        """Rename a spooled body (a `*.tmp` in the body's directory) into place, then write the meta.
+
+        No copy of the body: the spool file becomes the body file. Raise StoreError.
+        """
+        body_path = self.paths(entry)[0]
+        try:
+            os.replace(spool, body_path)
+        except OSError as exc:
+            raise StoreError(f"cannot move {spool} to {body_path}: {exc}") from exc
+        try:
+            self.write_meta(entry)
+        except StoreError:
+            _unlink(body_path)  # no commit marker: the body alone would be an orphan
+            raise
 
     def write_meta(self, entry: Entry) -> None:
         """Atomically (re)write the meta sidecar, e.g. after a 304 refreshed the entry."""

@@ -9,7 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from edge.blocks import BLOCK_SIZE, BlockSums
 from edge.cachecontrol import Freshness
+from edge.errors import StoreError
 from edge.store import Entry, Store, checksum
 from tests.edge.conftest import EdgeFactory, wait_stored
 from tests.edge.upstream_server import Origin, Resource
@@ -203,8 +205,8 @@ def test_vary_data_round_trips_and_plain_entries_stay_version_1(tmp_path: Path) 
     doc = json.loads(varied.to_meta())
     assert doc["v"] == 2
     assert Entry.from_meta(varied.to_meta()).vary == varied.vary
-    with pytest.raises(ValueError, match="meta version 3"):
-        Entry.from_meta(json.dumps({**doc, "v": 3}).encode())
+    with pytest.raises(ValueError, match="meta version 4"):  # v3 (block checksums) is known now
+        Entry.from_meta(json.dumps({**doc, "v": 4}).encode())
     store = Store(tmp_path, capacity=100_000, memory_capacity=0)
     store.open()
     store.write_files(varied, b"v")
@@ -213,3 +215,65 @@ def test_vary_data_round_trips_and_plain_entries_stay_version_1(tmp_path: Path) 
     reopened = Store(tmp_path, capacity=100_000, memory_capacity=0)
     reopened.open()
     assert reopened.lookup("/videos/varied").vary == varied.vary  # type: ignore[union-attr]
+
+
+def test_block_checksums_round_trip_as_version_3_and_bad_ones_are_dropped(tmp_path: Path) -> None:
+    body = os.urandom(3 * BLOCK_SIZE + 10)
+    sums = BlockSums()
+    sums.feed(body)
+    entry = _entry("/videos/large", body)
+    entry.blocks = sums.blocks()
+    entry.vary = (("accept-encoding", "gzip"),)
+    doc = json.loads(entry.to_meta())
+    assert doc["v"] == 3
+    assert doc["blocks"] == {"size": BLOCK_SIZE, "crc": list(sums.blocks().crc)}
+    loaded = Entry.from_meta(entry.to_meta())
+    assert (loaded.blocks, loaded.vary) == (entry.blocks, entry.vary)
+    with pytest.raises(ValueError, match="do not cover"):
+        Entry.from_meta(json.dumps({**doc, "blocks": {"size": BLOCK_SIZE, "crc": [1, 2]}}).encode())
+    store = Store(tmp_path, capacity=10 * BLOCK_SIZE, memory_capacity=0)
+    store.open()
+    store.write_files(entry, body)
+    store.admit(entry)
+    bad = _put(store, "/videos/bad-blocks", b"b" * 100)
+    bad_meta = store.paths(bad)[1]
+    bad_meta.write_bytes(
+        json.dumps({**json.loads(bad_meta.read_bytes()), "v": 3, "blocks": {"size": 0, "crc": []}}).encode()
+    )
+    reopened = Store(tmp_path, capacity=10 * BLOCK_SIZE, memory_capacity=0)
+    assert reopened.open().removed == 2  # the damaged meta and its body
+    assert reopened.keys() == ["/videos/large"]
+    assert reopened.lookup("/videos/large").blocks == entry.blocks  # type: ignore[union-attr]
+
+
+def test_a_version_2_entry_still_loads_without_blocks(tmp_path: Path) -> None:
+    store = Store(tmp_path, capacity=100_000, memory_capacity=0)
+    store.open()
+    body = b"varied body"
+    entry = _entry("/videos/v2", body)
+    entry.vary = (("accept-encoding", "gzip"),)
+    store.write_files(entry, body)
+    assert json.loads(store.paths(entry)[1].read_bytes())["v"] == 2
+    fresh = Store(tmp_path, capacity=100_000, memory_capacity=0)
+    assert fresh.open().entries == 1
+    loaded = fresh.lookup("/videos/v2")
+    assert loaded is not None
+    assert (loaded.blocks, loaded.vary) == (None, entry.vary)
+    assert fresh.read_verified(loaded) == body
+
+
+def test_commit_spool_renames_the_spool_into_place(tmp_path: Path) -> None:
+    store = Store(tmp_path, capacity=100_000, memory_capacity=0)
+    store.open()
+    body = os.urandom(5000)
+    entry = _entry("/videos/spooled", body)
+    spool = store.body_path(entry.key).with_name("spool.1.2.tmp")
+    spool.parent.mkdir(exist_ok=True)
+    spool.write_bytes(body)
+    store.commit_spool(entry, spool)
+    body_path, meta_path = store.paths(entry)
+    assert not spool.exists()
+    assert body_path.read_bytes() == body
+    assert Entry.from_meta(meta_path.read_bytes()).size == len(body)
+    with pytest.raises(StoreError, match="cannot move"):
+        store.commit_spool(entry, spool)  # gone: nothing to rename
