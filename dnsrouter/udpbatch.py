@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import errno
 import logging
+import os
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -103,6 +105,7 @@ class BatchedUdp:
         self._slens = [self._siov[i] for i in range(BATCH)]
         self._hosts: dict[bytes, str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.dropped = 0  # answers the kernel did not take (full send buffer, refused destination)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start answering whenever the socket is readable."""
@@ -143,6 +146,29 @@ class BatchedUdp:
         except OSError as exc:
             log.debug("UDP send to %s failed: %s", host, exc)
 
+    def _send_batch(self, out: int) -> None:
+        """Send the first `out` prepared answers; one that fails is skipped, not the rest of the batch.
+
+        `sendmmsg` stops at the first message it cannot send and returns how many went out. A full
+        send buffer (EAGAIN) drops the rest (the clients retry); any other error drops only that
+        answer (say, a destination the kernel refuses) and the batch goes on after it.
+        """
+        fd, first = self.sock.fileno(), 0
+        while first < out:
+            ctypes.set_errno(0)
+            sent = self._sendmmsg(fd, ctypes.byref(self._smsgs[first]), out - first, MSG_DONTWAIT)
+            if sent > 0:
+                first += sent
+                continue
+            err = ctypes.get_errno()
+            if err in (errno.EAGAIN, errno.EWOULDBLOCK):
+                self.dropped += out - first
+                log.debug("UDP send buffer full: %d answers dropped", out - first)
+                return
+            self.dropped += 1
+            log.debug("UDP answer not sent: %s", os.strerror(err) if err else "unknown error")
+            first += 1
+
     def _on_readable(self) -> None:
         count = self._recvmmsg(self.sock.fileno(), self._rmsgs, BATCH, MSG_DONTWAIT, None)
         if count <= 0:
@@ -168,6 +194,6 @@ class BatchedUdp:
             self._shdrs[out].msg_name = self._nbase + i * NAME_SIZE
             out += 1
         if out:
-            self._sendmmsg(self.sock.fileno(), self._smsgs, out, MSG_DONTWAIT)
+            self._send_batch(out)
         if count == BATCH and self._loop is not None:  # more may be waiting: read again soon, fairly
             self._loop.call_soon(self._on_readable)
