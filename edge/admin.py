@@ -97,7 +97,7 @@ def stats(server: EdgeServer) -> dict[str, Any]:
     doc["requests"] = dict(server.metrics.requests)
     doc["hit_ratio"] = server.metrics.hit_ratio()
     doc["upstream_fetches"] = server.upstream.requests
-    doc["inflight_fills"] = len(server.filler.fills)
+    doc["inflight_fills"] = server.filler.inflight
     doc["tls"] = server.config.tls
     return doc
 

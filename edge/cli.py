@@ -18,7 +18,8 @@ __all__ = ["main", "serve"]
 log = logging.getLogger("edge")
 
 _USAGE = """usage: cdn-edge serve --origin URL --listen HOST:PORT --cache-dir DIR --cache-size 2GiB
-                      [--memory-cache 256MiB] [--large-object 8MiB] [--region NAME] [--name NAME] [--parent URL]
+                      [--memory-cache 256MiB] [--large-object 8MiB] [--max-variants 8]
+                      [--region NAME] [--name NAME] [--parent URL]
                       [--upstream-ca FILE] [--tls-cert FILE --tls-key FILE] [--admin-token TOKEN]
                       [--stale-if-error SECONDS] [--negative-ttl SECONDS]
 URLs are http://HOST:PORT or https://HOST[:PORT] (certificates always verified; --upstream-ca adds a CA)

@@ -20,6 +20,7 @@ from edge.errors import ConfigError
 __all__ = [
     "DEFAULT_HEADER_TIMEOUT",
     "DEFAULT_LARGE_OBJECT",
+    "DEFAULT_MAX_VARIANTS",
     "DEFAULT_MEMORY_CACHE",
     "DEFAULT_NEGATIVE_TTL",
     "DEFAULT_STALE_IF_ERROR",
@@ -32,6 +33,7 @@ __all__ = [
 
 DEFAULT_MEMORY_CACHE = 256 * 1024**2
 DEFAULT_LARGE_OBJECT = 8 * 1024**2  # above this, fills spool to disk and disk hits stream block by block
+DEFAULT_MAX_VARIANTS = 8  # Vary variants kept per URL (RFC 9111 §4.1)
 DEFAULT_STALE_IF_ERROR = 300.0
 DEFAULT_NEGATIVE_TTL = 10.0
 DEFAULT_HEADER_TIMEOUT = 10.0
@@ -91,6 +93,7 @@ class EdgeConfig:
     cache_size: int
     memory_cache: int = DEFAULT_MEMORY_CACHE
     large_object: int = DEFAULT_LARGE_OBJECT
+    max_variants: int = DEFAULT_MAX_VARIANTS
     region: str = "default"
     name: str = "edge"
     parent: str | None = None
@@ -116,6 +119,10 @@ class EdgeConfig:
             raise ConfigError(f"--memory-cache {self.memory_cache} must be >= 0")
         if self.large_object <= 0:
             raise ConfigError(f"--large-object {self.large_object} must be positive, e.g. 8MiB")
+        if self.max_variants < 1:
+            raise ConfigError(
+                f"--max-variants {self.max_variants} must be >= 1 (1 keeps one variant per URL)"
+            )
         for label, value in (
             ("--stale-if-error", self.stale_if_error),
             ("--negative-ttl", self.negative_ttl),
@@ -155,6 +162,7 @@ class EdgeConfig:
             cache_size=_size_option(ns.cache_size, "--cache-size"),
             memory_cache=_size_option(ns.memory_cache, "--memory-cache"),
             large_object=_size_option(ns.large_object, "--large-object"),
+            max_variants=ns.max_variants,
             region=ns.region,
             name=ns.name or f"edge-{listen.port}",
             parent=parse_upstream_url(ns.parent, option="--parent") if ns.parent else None,
@@ -182,6 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="8MiB",
         metavar="SIZE",
         help="bodies larger than this are spooled to disk while fetched and streamed from disk on hits",
+    )
+    p.add_argument(
+        "--max-variants",
+        type=int,
+        default=DEFAULT_MAX_VARIANTS,
+        metavar="N",
+        help="Vary variants kept per URL (>= 1); one more evicts the URL's least recently used variant",
     )
     p.add_argument("--region", default="default", help="region name reported by /healthz")
     p.add_argument("--name", default="", help="edge name (Via header, /healthz); default edge-PORT")

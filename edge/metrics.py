@@ -201,6 +201,24 @@ class Metrics:
                 "Disk entries that failed verification.",
                 store.corrupt,
             ),
+            (
+                "cdn_edge_cache_varied_entries",
+                "gauge",
+                "Entries stored with Vary (each variant of a URL counts once).",
+                store.varied_entries,
+            ),
+            (
+                "cdn_edge_cache_extra_variants",
+                "gauge",
+                "Variants stored beyond the first of their URL.",
+                store.extra_variants,
+            ),
+            (
+                "cdn_edge_cache_variant_evictions_total",
+                "counter",
+                "Variants evicted because their URL already had --max-variants.",
+                store.variant_evictions,
+            ),
         ):
             _family(out, name, kind, doc)
             out.append(f"{name} {value}")

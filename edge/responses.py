@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from edge.bodyfile import BlockReader
 from edge.cachecontrol import format_http_date, parse_http_date
+from edge.entry import Entry
 from edge.errors import CorruptBodyError, RangeNotSatisfiable, UpstreamError
 from edge.http import HttpConnection, Request, http_date, render_head
 from edge.metrics import CacheStatus
 from edge.ranges import ByteRange, content_range, parse_range
-from edge.store import Entry
 
 if TYPE_CHECKING:
     from edge.fill import Fill, Probe

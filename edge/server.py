@@ -4,12 +4,14 @@
 `Handler` the connections call. A fresh hit in the memory tier is answered synchronously
 (`try_fast`): a cached head (with the stored Date), the Age line, then the body in one `transport.write`.
 Everything else (disk reads, misses, revalidation, stale-on-error, admin) runs in `handle`.
-An entry above `--large-object` never enters memory whole: it is streamed from its file block by
-block, each block checked before it is sent (`responses.stream_entry`).
-A HEAD for a key with nothing cached and no fill in flight is forwarded upstream as a HEAD
-(X-Cache PASS; concurrent ones share one) and never fills: players probe the sizes of chunks
-they may never fetch. An entry or a fill is used for a request only when it is the variant that
-request selects (`edge.vary`, RFC 9111 §4.1); another variant is a miss, whose fill replaces it.
+Stored entries are answered by `edge.responder.EntryResponder` (bodies verified; an entry above
+`--large-object` never enters memory whole: it is streamed from its file block by block).
+An entry or a fill is used for a request only when it is the variant that request selects
+(`edge.vary`, RFC 9111 §4.1): the store keeps up to `--max-variants` per URL, and another
+variant is a miss whose fill stores a variant of its own; concurrent requests of one variant share
+one fill. A HEAD with no stored variant and no fill in flight serving it is forwarded upstream as a
+HEAD (X-Cache PASS; concurrent ones share one) and never fills: players probe the sizes of chunks
+they may never fetch.
 With `--tls-cert/--tls-key` the port speaks TLS only (`edge.tls.TlsListener`); the rest is the same.
 """
 
@@ -24,23 +26,18 @@ from typing import Any
 
 from edge import responses
 from edge.admin import handle_admin, health
-from edge.bodyfile import scan_blocks
 from edge.cachecontrol import Decision, decide, stale_if_error_ok
 from edge.cachekey import cache_key
 from edge.config import EdgeConfig
-from edge.errors import (
-    BadPathError,
-    CorruptBodyError,
-    RangeNotSatisfiable,
-    RequestError,
-    StoreError,
-    UpstreamError,
-)
-from edge.fill import Fill, Filler, FillOutcome
+from edge.entry import Entry
+from edge.errors import BadPathError, RequestError, UpstreamError
+from edge.fill import Fill, FillOutcome
+from edge.filler import Filler
 from edge.http import HttpConnection, Request
 from edge.metrics import CacheStatus, Metrics, RateMeter, TlsCounters, UpstreamCounters
+from edge.responder import EntryResponder
 from edge.spool import Spooler
-from edge.store import Entry, Store
+from edge.store import Store
 from edge.tls import TlsListener, server_tls_context
 from edge.upstream import UpstreamChain, UpstreamPool, client_tls_context
 from edge.vary import Forwarded, forwarded, matches
@@ -49,7 +46,6 @@ __all__ = ["EdgeServer"]
 
 log = logging.getLogger("edge.server")
 
-_INLINE_READ = 64 * 1024  # disk bodies up to this size are read on the loop; larger in a thread
 _KEY_CACHE = 4096
 _COALESCE_WRITE = 64 * 1024  # bodies up to this size go out in the same write as the head
 _BACKLOG = 2048
@@ -65,7 +61,12 @@ class EdgeServer:
         self.keepalive_timeout = config.keepalive_timeout
         self.max_header_bytes = config.max_header_bytes
         self.tls = _viewer_tls(config)  # first: a bad certificate or key stops the edge before anything else
-        self.store = Store(config.cache_dir, capacity=config.cache_size, memory_capacity=config.memory_cache)
+        self.store = Store(
+            config.cache_dir,
+            capacity=config.cache_size,
+            memory_capacity=config.memory_cache,
+            max_variants=config.max_variants,
+        )
         pools = [config.parent, config.origin] if config.parent else [config.origin]
         tls = _upstream_tls(config)
         self.upstream = UpstreamChain(
@@ -85,6 +86,7 @@ class EdgeServer:
             self.upstream, self.store, clock=clock, negative_ttl=config.negative_ttl, spooler=self.spooler
         )
         self.metrics = Metrics()
+        self.responder = EntryResponder(self)
         self.rate = RateMeter()
         self.via = f"1.1 {config.name}"
         self.connections: set[HttpConnection] = set()
@@ -186,10 +188,12 @@ class EdgeServer:
             key = self._key(req.target)
         except BadPathError:
             return False
-        entry = self.store.lookup(key)
-        if entry is None or (entry.vary and not matches(entry.vary, forwarded(req.headers))):
+        # one dict access for a response without Vary (its slot is the key); variants are looked
+        # up by the request's forwarded headers, worked out only then
+        entry = self.store.lookup(key) or self.store.find(key, forwarded(req.headers))
+        if entry is None:
             return False
-        body = self.store.memory_body(key)
+        body = self.store.memory_body(entry.slot)
         if body is None:
             return False
         now = self.clock()
@@ -205,7 +209,7 @@ class EdgeServer:
                 conn.writelines([head + tail, body])
             self.metrics.served("HIT", len(body), time.perf_counter() - req.started)
             return True
-        self._serve_entry(conn, req, entry, body, "HIT", now)
+        self.responder.answer(conn, req, entry, body, "HIT", now)
         return True
 
     # -- async path --------------------------------------------------------------------------
@@ -233,38 +237,24 @@ class EdgeServer:
         if req.method not in ("GET", "HEAD"):
             raise RequestError(f"method {req.method} is not allowed; use GET or HEAD", status=405)
         key = self._key(req.target)
+        # RFC 9111 §4.1: only the variant the request selects is used (HIT, revalidated, or served
+        # stale); another variant of the key is a miss here, and its fill stores a variant of its own
         request = forwarded(req.headers)
-        entry = self._lookup(key, request)
+        entry = self.store.find(key, request)
         if entry is not None:
             if await self._from_entry(conn, req, entry, request):
                 return
-            entry = self._lookup(key, request)  # a corrupt body may have removed it
-        if entry is None and req.method == "HEAD" and key not in self.filler.fills:
-            await self._probe(conn, req, key, request)
-            return
-        fill, created = self.filler.get_or_start(key, stale=entry, request=request)
-        await self._from_fill(conn, req, fill, created, entry, request)
-
-    def _lookup(self, key: str, request: Forwarded) -> Entry | None:
-        """The entry for `key` if it is the variant `request` selects; another one is a miss here.
-
-        RFC 9111 §4.1: a stored response is reused only when the request's values of the headers
-        its Vary names match the ones it was stored for. Nor is it then revalidated or served stale
-        for this request: the fill that follows fetches this request's variant and replaces it.
-        """
-        entry = self.store.lookup(key)
-        return entry if entry is None or matches(entry.vary, request) else None
+            entry = self.store.find(key, request)  # a corrupt body may have removed it
+        await self._from_fill(conn, req, key, entry, request)
 
     async def _probe(self, conn: HttpConnection, req: Request, key: str, request: Forwarded) -> None:
         """A HEAD miss: relay the upstream's HEAD (X-Cache PASS, 0 bytes); no fill, nothing stored.
 
         Concurrent HEADs for `key` share one upstream HEAD and get its answer (or its error), unless
-        the answer varies on a header whose value differs for them: they then ask for their own.
+        the answer varies on a header whose value differs for them: they then share another.
         """
         try:
             probe = await self.filler.probe(key, request)
-            if not probe.serves(request):
-                probe = await self.filler.probe(key, request, shared=False)
         except UpstreamError as exc:
             self._send_error(conn, req, exc.status, f"upstream failed: {exc}", [("X-Cache", "PASS")])
             return
@@ -276,53 +266,58 @@ class EdgeServer:
         decision = decide(entry.freshness, entry.age(self.clock()))
         if decision is Decision.REVALIDATE:
             return False
-        if self._large(entry):
-            if decision is Decision.STALE_WHILE_REVALIDATE:
-                self.filler.get_or_start(entry.key, stale=entry, request=request)
-                return await self._stream_entry(conn, req, entry, "STALE")
-            return await self._stream_entry(conn, req, entry, "HIT")
-        body = await self._body(entry)
+        swr = decision is Decision.STALE_WHILE_REVALIDATE
+        status: CacheStatus = "STALE" if swr else "HIT"
+        if self.responder.large(entry):
+            if swr:
+                self.filler.revalidate(entry, request)
+            return await self.responder.stream(conn, req, entry, status)
+        body = await self.responder.body(entry)
         if body is None:
             return False
-        if decision is Decision.STALE_WHILE_REVALIDATE:
-            self.filler.get_or_start(entry.key, stale=entry, request=request)
-            self._serve_entry(conn, req, entry, body, "STALE")
-        else:
-            self._serve_entry(conn, req, entry, body, "HIT")
+        if swr:
+            self.filler.revalidate(entry, request)
+        self.responder.answer(conn, req, entry, body, status)
         return True
 
     async def _from_fill(
-        self,
-        conn: HttpConnection,
-        req: Request,
-        fill: Fill,
-        created: bool,
-        stale: Entry | None,
-        request: Forwarded,
+        self, conn: HttpConnection, req: Request, key: str, stale: Entry | None, request: Forwarded
     ) -> None:
-        """Answer from a fill; a waiter that finds it private or another variant fetches its own."""
-        if not created:
-            self.metrics.coalesced_waiters += 1
-        outcome = await asyncio.shield(fill.head)
-        if outcome is FillOutcome.NOT_MODIFIED and fill.stale is not None:
-            # a waiter may have joined a revalidation of another variant than its own
-            if matches(fill.stale.vary, request) and await self._serve_stored(
-                conn, req, fill.stale, "REVALIDATED"
-            ):
-                return
-            fill, created = self.filler.get_or_start(fill.key, request=request)
+        """Answer from a fill of the request's variant: one in flight, else its own (a HEAD then probes).
+
+        `stale` is the request's own variant, if stored. Which variant a fill in flight fetches
+        is known only with its head: the request tries the fills in flight in turn
+        (`Filler.candidate`), joining the first that serves it (COALESCED, or REVALIDATED from a
+        304 to its own variant), and starts a fill of its own when none does (MISS).
+        """
+        tried: set[Fill] = set()
+        while True:
+            fill = self.filler.candidate(key, request, tried)
+            started = fill is None
+            if fill is None:
+                if req.method == "HEAD" and stale is None:
+                    await self._probe(conn, req, key, request)
+                    return
+                fill = self.filler.start(key, stale, request)
+            elif not tried:
+                self.metrics.coalesced_waiters += 1
+            tried.add(fill)
             outcome = await asyncio.shield(fill.head)
-        if outcome is FillOutcome.FAILED or (fill.status >= 500 and stale is not None):
-            await self._on_failure(conn, req, fill, stale)
-            return
-        if not created and not fill.serves(request):
-            # private, or varies on a header whose value differs here: known only now, with the head
-            fill, created = self.filler.start_private(fill.key, request=request), True
-            if await asyncio.shield(fill.head) is FillOutcome.FAILED:
-                await self._on_failure(conn, req, fill, None)
+            if outcome is FillOutcome.NOT_MODIFIED:
+                if fill.stale is not None and matches(fill.stale.vary, request):
+                    if await self.responder.serve(conn, req, fill.stale, "REVALIDATED"):
+                        return
+                    stale = None  # dropped as corrupt (or gone): fetch it whole
+                elif stale is not None and not matches(stale.vary, request):
+                    stale = None  # the 304 changed what our own copy varies on: no longer ours
+                continue  # a revalidation of another variant
+            if outcome is FillOutcome.FAILED or (fill.status >= 500 and stale is not None):
+                await self._on_failure(conn, req, fill, stale)
                 return
-        status: CacheStatus = "MISS" if created else "COALESCED"
-        await responses.stream_fill(self, conn, req, fill, status)
+            if started or fill.serves(request):
+                await responses.stream_fill(self, conn, req, fill, "MISS" if started else "COALESCED")
+                return
+            # private, or varies on a header whose value differs here: try the next fill
 
     async def _on_failure(self, conn: HttpConnection, req: Request, fill: Fill, stale: Entry | None) -> None:
         """Upstream failed before a usable head: serve stale within the window, else 502/504."""
@@ -332,113 +327,10 @@ class EdgeServer:
             and stale_if_error_ok(
                 stale.freshness, stale.age(self.clock()), default_window=self.config.stale_if_error
             )
-            and await self._serve_stored(conn, req, stale, "STALE")
+            and await self.responder.serve(conn, req, stale, "STALE")
         ):
             return
         self._send_error(conn, req, err.status, f"upstream failed: {err}", [("X-Cache", "MISS")])
-
-    async def _serve_stored(
-        self, conn: HttpConnection, req: Request, entry: Entry, status: CacheStatus
-    ) -> bool:
-        """Answer from a stored entry (small: whole from memory or disk; large: streamed); False if corrupt."""
-        if self._large(entry):
-            return await self._stream_entry(conn, req, entry, status)
-        body = await self._body(entry)
-        if body is None:
-            return False
-        self._serve_entry(conn, req, entry, body, status)
-        return True
-
-    def _large(self, entry: Entry) -> bool:
-        """Is this entry streamed from disk block by block rather than read whole?"""
-        return entry.size > self.config.large_object
-
-    async def _stream_entry(
-        self, conn: HttpConnection, req: Request, entry: Entry, status: CacheStatus
-    ) -> bool:
-        """Serve a large entry from its body file; False (entry dropped: a miss) when its first block fails.
-
-        A block failing later aborts the client (`responses.stream_entry`) and drops the entry too.
-        """
-        if entry.blocks is None and not await self._add_blocks(entry):
-            return False
-        path = self.store.paths(entry)[0]
-        try:
-            sent = await responses.stream_entry(self, conn, req, entry, status, self.clock(), path)
-        except RangeNotSatisfiable as exc:
-            responses.send_416(self, conn, req, entry.size, status, str(exc))
-            sent = 0
-        except CorruptBodyError as exc:
-            self._corrupt(entry, f"block {exc.block} failed its check mid-response; client aborted")
-            return True
-        if sent is None:
-            self._corrupt(entry, "failed its block check; refetching")
-            return False
-        self.metrics.served(status, sent, 0.0 if conn.closed else time.perf_counter() - req.started)
-        return True
-
-    async def _add_blocks(self, entry: Entry) -> bool:
-        """Give a large entry stored without block checksums (meta v1/v2) its blocks; False if corrupt.
-
-        One pass over the file in a worker thread, checking the whole CRC-32 as before; the meta is
-        then rewritten as v3 so that the next hit streams at once.
-        """
-        loop = asyncio.get_running_loop()
-        sums = await loop.run_in_executor(None, scan_blocks, self.store.paths(entry)[0])
-        if sums is None or sums.size != entry.size or sums.crc != entry.checksum:
-            self._corrupt(entry, "failed its length/checksum check; refetching")
-            return False
-        entry.blocks = sums.blocks()
-        if self.store.peek(entry.key) is entry:
-            try:
-                await loop.run_in_executor(None, self.store.write_meta, entry)
-            except StoreError as exc:
-                log.warning("could not add block checksums to the meta of %s: %s", entry.key, exc)
-        return True
-
-    def _corrupt(self, entry: Entry, why: str) -> None:
-        """Drop an entry whose body failed a check, unless it was already replaced, evicted or purged."""
-        if self.store.peek(entry.key) is not entry:
-            return  # gone meanwhile (and maybe its file with it): not corruption
-        log.warning("cached body of %s %s", entry.key, why)
-        self.store.corrupt_entry(entry)
-
-    async def _body(self, entry: Entry) -> bytes | None:
-        """The entry's body from memory or verified from disk; None (and the entry dropped) if corrupt."""
-        body = self.store.memory_body(entry.key)
-        if body is not None:
-            return body
-        if entry.size <= _INLINE_READ:
-            body = self.store.read_verified(entry)
-        else:
-            body = await asyncio.get_running_loop().run_in_executor(None, self.store.read_verified, entry)
-        if body is None:
-            if self.store.peek(entry.key) is not entry:
-                return None  # evicted or purged while we read: gone, not corrupt
-            log.warning("cached body of %s failed its length/checksum check; refetching", entry.key)
-            self.store.corrupt_entry(entry)
-            return None
-        self.store.remember(entry.key, body)
-        return body
-
-    # -- responses ---------------------------------------------------------------------------
-
-    def _serve_entry(
-        self,
-        conn: HttpConnection,
-        req: Request,
-        entry: Entry,
-        body: bytes,
-        status: CacheStatus,
-        now: float | None = None,
-    ) -> None:
-        try:
-            now = self.clock() if now is None else now
-            sent = responses.serve_entry(self, conn, req, entry, body, status, now)
-        except RangeNotSatisfiable as exc:
-            responses.send_416(self, conn, req, entry.size, status, str(exc))
-            sent = 0
-        self.metrics.served(status, sent, time.perf_counter() - req.started)
 
     def _send_json(self, conn: HttpConnection, req: Request, status: int, doc: Any) -> None:
         responses.send_simple(self, conn, req, status, responses.json_bytes(doc), "application/json")

@@ -4,7 +4,7 @@ Goals: a fill above `--large-object` holds no body chunk in memory once written;
 the fill (the MISS, COALESCED joiners, late joiners, Range requests) reads the bytes back from the
 file; committing it is a rename to the body path, never a second copy.
 
-Plan: `Spooler.open(key)` creates `<fid>.body.<pid>.<n>.tmp` in the directory of the final body
+Plan: `Spooler.open(fid)` creates `<fid>.body.<pid>.<n>.tmp` in the directory of the final body
 (same filesystem, so the commit is an atomic rename; `Store.open` removes `*.tmp` leftovers after a
 crash). `Spool.write` appends each upstream chunk and feeds `BlockSums`, so the whole CRC-32 and
 the per-block ones are ready at the end; `Spool.read` is a `pread` at any offset.
@@ -96,9 +96,9 @@ class Spooler:
         self.active = 0  # spool files neither committed nor discarded yet
         self.total = 0  # fills that spooled
 
-    def open(self, key: str) -> Spool:
-        """A new spool file beside the body path of `key`; raise OSError."""
-        body = self._body_path(key)
+    def open(self, fid: str) -> Spool:
+        """A new spool file beside the body path of the files named `fid` (edge.entry); raise OSError."""
+        body = self._body_path(fid)
         body.parent.mkdir(exist_ok=True)
         path = body.with_name(f"{body.name}.{os.getpid()}.{next(self._serial)}.tmp")
         spool = Spool(path, self._settled, self.block_size)

@@ -56,8 +56,11 @@ def test_from_args() -> None:
         "60",
         "--negative-ttl",
         "3",
+        "--max-variants",
+        "3",
     ]
     cfg = EdgeConfig.from_args(argv, {"CDN_ADMIN_TOKEN": "tok"})
+    assert cfg.max_variants == 3
     assert cfg.origin == "http://127.0.0.1:8000"
     assert cfg.parent == "http://127.0.1.2:8080"
     assert (cfg.listen.host, cfg.listen.port) == ("127.0.1.1", 8080)
@@ -79,6 +82,7 @@ def test_from_args() -> None:
         ("--listen", "nope", "--listen"),
         ("--cache-size", "0", "positive"),
         ("--name", "a b", "--name"),
+        ("--max-variants", "0", "--max-variants 0 must be >= 1"),
     ],
 )
 def test_from_args_rejects(option: str, value: str, match: str) -> None:
@@ -87,6 +91,13 @@ def test_from_args_rejects(option: str, value: str, match: str) -> None:
     argv = [x for kv in base.items() for x in kv]
     with pytest.raises(ConfigError, match=match):
         EdgeConfig.from_args(argv, {})
+
+
+def test_max_variants_defaults_to_8() -> None:
+    argv = ["--origin", "http://127.0.0.1:1", "--cache-dir", "/tmp/c"]
+    assert EdgeConfig.from_args(argv, {}).max_variants == 8
+    with pytest.raises(ConfigError, match="--max-variants -1"):
+        EdgeConfig(origin="http://127.0.0.1:1", cache_dir=Path("/tmp/c"), cache_size=1, max_variants=-1)
 
 
 def test_exported_members() -> None:

@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from edge.errors import UpstreamBrokenError
-from edge.fill import Filler, Probe
+from edge.fill import Probe
+from edge.filler import Filler
 from tests.edge.conftest import EdgeFactory, EdgeThread, wait_until
 from tests.edge.upstream_server import Origin, Resource
 

@@ -25,10 +25,10 @@ import pytest
 
 from edge.blocks import BLOCK_SIZE, Blocks, BlockSums, block_count
 from edge.config import EdgeConfig
+from edge.entry import Entry
 from edge.errors import ConfigError, UpstreamBrokenError
 from edge.fill import Fill
 from edge.spool import Spooler
-from edge.store import Entry
 from tests.edge.conftest import Clock, EdgeFactory, EdgeThread, wait_stored, wait_until, wait_waiters
 from tests.edge.upstream_server import Origin, Resource
 
@@ -63,8 +63,9 @@ def _spools(edge: EdgeThread) -> list[Path]:
 
 
 def _fill(edge: EdgeThread, key: str = PATH) -> Fill | None:
-    fill: Fill | None = edge.call(lambda: edge.server.filler.fills.get(key))
-    return fill
+    """The (first) fill in flight for `key`."""
+    fills: list[Fill] = edge.call(lambda: list(edge.server.filler.fills.get(key, ())))
+    return fills[0] if fills else None
 
 
 def _entry(edge: EdgeThread, key: str = PATH) -> Entry | None:

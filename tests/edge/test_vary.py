@@ -151,6 +151,30 @@ def test_each_client_gets_its_own_variant(origin: Origin, edge: EdgeThread) -> N
         assert _get(client, GZIP) == (BODIES["gzip"], "HIT")  # the memory-tier fast path
         assert _get(client, IDENTITY) == (BODIES["identity"], "MISS")  # not A's body
         assert _get(client, IDENTITY) == (BODIES["identity"], "HIT")
+        assert _get(client, GZIP) == (BODIES["gzip"], "HIT")  # both variants are kept
+        partial = client.get(PATH, headers={**IDENTITY, "Range": "bytes=0-9"})
+        head = client.head(PATH, headers=IDENTITY)
+        hit = client.head(PATH, headers=GZIP)
+    assert (partial.status_code, partial.content, partial.headers["x-cache"]) == (
+        206,
+        BODIES["identity"][:10],
+        "HIT",
+    )
+    assert (head.headers["x-cache"], head.headers["content-length"]) == ("HIT", str(len(BODIES["identity"])))
+    assert (hit.headers["x-cache"], hit.headers["content-length"]) == ("HIT", str(len(BODIES["gzip"])))
+    assert _seen(origin, "accept-encoding") == ["gzip", "identity"]
+
+
+@pytest.mark.network
+def test_one_variant_per_url_with_max_variants_1(origin: Origin, make_edge: EdgeFactory) -> None:
+    """`--max-variants 1`: each variant's fill replaces the other's copy (the edge's old behaviour)."""
+    _negotiating(origin)
+    edge = make_edge(max_variants=1)
+    with httpx.Client(base_url=edge.url) as client:
+        assert _get(client, GZIP) == (BODIES["gzip"], "MISS")
+        assert _get(client, GZIP) == (BODIES["gzip"], "HIT")
+        assert _get(client, IDENTITY) == (BODIES["identity"], "MISS")
+        assert _get(client, IDENTITY) == (BODIES["identity"], "HIT")
         # one variant per URL: B's response replaced A's
         assert _get(client, GZIP) == (BODIES["gzip"], "MISS")
         assert _get(client, GZIP) == (BODIES["gzip"], "HIT")
@@ -166,6 +190,7 @@ def test_each_client_gets_its_own_variant(origin: Origin, edge: EdgeThread) -> N
     assert (hit.headers["x-cache"], hit.headers["content-length"]) == ("PASS", str(len(BODIES["gzip"])))
     assert _seen(origin, "accept-encoding") == ["gzip", "identity", "gzip", "identity", "gzip"]
     assert origin.methods(PATH) == ["GET"] * 4 + ["HEAD"]
+    assert edge.call(lambda: edge.server.store.stats().variant_evictions) == 3
 
 
 @pytest.mark.network
@@ -197,7 +222,7 @@ def test_conditional_request_for_another_variant_is_a_miss(origin: Origin, edge:
     with httpx.Client(base_url=edge.url) as client:
         _get(client, GZIP)
         other = client.get(PATH, headers=condition)
-        wait_until(lambda: edge.call(lambda: not edge.server.filler.fills))  # identity replaced gzip
+        wait_until(lambda: edge.call(lambda: not edge.server.filler.fills))  # identity stored beside gzip
         own = client.get(PATH, headers=condition)
     # the MISS is answered from its own fill (the edge sends no validator of the client upstream)
     assert (other.status_code, other.headers["x-cache"]) == (304, "MISS")
@@ -273,10 +298,12 @@ def test_concurrent_heads_share_a_probe_only_with_the_same_variant(origin: Origi
 
 
 @pytest.mark.network
+@pytest.mark.parametrize("max_variants", [1, 8])
 def test_another_variant_is_neither_revalidated_nor_served_stale(
-    origin: Origin, edge: EdgeThread, clock: Clock
+    origin: Origin, make_edge: EdgeFactory, clock: Clock, max_variants: int
 ) -> None:
     _negotiating(origin, max_age=1, etag='"v"')
+    edge = make_edge(max_variants=max_variants)
     with httpx.Client(base_url=edge.url) as client:
         _get(client, GZIP)
         wait_stored(edge, PATH)
@@ -284,12 +311,17 @@ def test_another_variant_is_neither_revalidated_nor_served_stale(
         assert _get(client, GZIP) == (BODIES["gzip"], "REVALIDATED")
         clock.advance(10)
         assert _get(client, IDENTITY) == (BODIES["identity"], "MISS")
-        wait_stored(edge, PATH)
+        wait_until(lambda: edge.call(lambda: not edge.server.filler.fills))
         clock.advance(10)
         origin.stop()
+        other = client.get(PATH, headers={"Accept-Encoding": "br"})  # no copy of its own
         down = client.get(PATH, headers=GZIP)  # the identity copy must not stand in for it
         stale = client.get(PATH, headers=IDENTITY)
-    assert (down.status_code, down.headers["x-cache"]) == (502, "MISS")
+    assert (other.status_code, other.headers["x-cache"]) == (502, "MISS")
+    if max_variants == 1:  # identity replaced gzip
+        assert (down.status_code, down.headers["x-cache"]) == (502, "MISS")
+    else:  # its own copy, stale
+        assert (down.status_code, down.content, down.headers["x-cache"]) == (200, BODIES["gzip"], "STALE")
     assert (stale.status_code, stale.content, stale.headers["x-cache"]) == (200, BODIES["identity"], "STALE")
     assert _seen(origin, "if-none-match") == [None, '"v"', None]
 
