@@ -119,13 +119,10 @@ def serve_entry(
     now: float,
 ) -> int:
     """Answer from a cached entry; return the body bytes sent. Raise RangeNotSatisfiable."""
-    age = int(now - entry.stored_at) if now > entry.stored_at else 0
-    rng = None
-    if not req.plain and entry.status == 200:
-        if not_modified(req.headers, entry.headers):
-            _send_304(server, conn, req, entry.headers, status, age)
-            return 0
-        rng = _range_for(req, entry.headers, entry.size)
+    answer = _conditional(server, conn, req, entry, status, now)
+    if answer is None:
+        return 0
+    age, rng = answer
     payload: bytes | memoryview = body if rng is None else memoryview(body)[rng.start : rng.end + 1]
     head = _entry_head(server, req, entry, rng, status, age)
     if req.method == "HEAD":
@@ -138,6 +135,19 @@ def serve_entry(
     if not req.keep_alive:
         conn.finish(False)
     return len(payload)
+
+
+def _conditional(
+    server: EdgeServer, conn: HttpConnection, req: Request, entry: Entry, status: CacheStatus, now: float
+) -> tuple[int, ByteRange | None] | None:
+    """The entry's Age and the Range to send; None when a 304 was sent. Raise RangeNotSatisfiable."""
+    age = int(now - entry.stored_at) if now > entry.stored_at else 0
+    if req.plain or entry.status != 200:
+        return age, None
+    if not_modified(req.headers, entry.headers):
+        _send_304(server, conn, req, entry.headers, status, age)
+        return None
+    return age, _range_for(req, entry.headers, entry.size)
 
 
 def _entry_head(
@@ -172,13 +182,10 @@ async def stream_entry(
     never a whole-looking corrupt body. 304s and 416s read nothing; a HEAD reads the first block.
     """
     assert entry.blocks is not None, "a streamed entry has block checksums"
-    age = int(now - entry.stored_at) if now > entry.stored_at else 0
-    rng = None
-    if not req.plain and entry.status == 200:
-        if not_modified(req.headers, entry.headers):
-            _send_304(server, conn, req, entry.headers, status, age)
-            return 0
-        rng = _range_for(req, entry.headers, entry.size)
+    answer = _conditional(server, conn, req, entry, status, now)
+    if answer is None:
+        return 0
+    age, rng = answer
     start, stop = (rng.start, rng.end + 1) if rng else (0, entry.size)
     if req.method == "HEAD":  # verify the first block (as a small entry is verified), send none
         stop = min(stop, (start // entry.blocks.size + 1) * entry.blocks.size)

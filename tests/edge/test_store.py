@@ -19,21 +19,22 @@ from tests.edge.conftest import EdgeFactory, wait_stored
 from tests.edge.upstream_server import Origin, Resource
 
 
-def _entry(key: str, body: bytes, vary: Selection = ()) -> Entry:
+def make_entry(key: str, body: bytes, vary: Selection = (), stored_at: float = 1000.0) -> Entry:
+    """A stored 200 of `body` (video/mp4, 60 s fresh), as a fill would commit it."""
     return Entry(
         key=key,
         status=200,
         headers=[("Content-Type", "video/mp4")],
         size=len(body),
         checksum=checksum(body),
-        stored_at=1000.0,
+        stored_at=stored_at,
         freshness=Freshness(ttl=60),
         vary=vary,
     )
 
 
 def _put(store: Store, key: str, body: bytes) -> Entry:
-    entry = _entry(key, body)
+    entry = make_entry(key, body)
     store.write_files(entry, body)
     store.admit(entry, body)
     return entry
@@ -50,7 +51,7 @@ def test_lru_is_bounded_by_bytes_and_evicts_least_recently_used(tmp_path: Path) 
     assert store.lookup("/videos/b") is None
     assert {"/videos/a", "/videos/c", "/videos/d"} <= set(store.keys())
     assert store.stats().evictions >= 1
-    assert not store.paths(_entry("/videos/b", b""))[0].exists()
+    assert not store.paths(make_entry("/videos/b", b""))[0].exists()
 
 
 def test_memory_tier_is_bounded(tmp_path: Path) -> None:
@@ -163,7 +164,7 @@ def test_edge_evicts_by_bytes_and_refetches_evicted(origin: Origin, make_edge: E
 def test_byte_accounting_survives_admission_before_the_files(tmp_path: Path) -> None:
     store = Store(tmp_path, capacity=100_000, memory_capacity=100_000)
     store.open()
-    entry = _entry("/videos/early", b"e" * 500)
+    entry = make_entry("/videos/early", b"e" * 500)
     store.admit(entry, b"e" * 500)  # visible before its files exist, as a fill does it
     store.write_files(entry, b"e" * 500)
     _put(store, "/videos/other", b"o" * 100)
@@ -177,7 +178,7 @@ def test_an_entry_written_before_vary_support_still_loads(tmp_path: Path) -> Non
     store = Store(tmp_path, capacity=100_000, memory_capacity=0)
     store.open()
     body = b"legacy body"
-    entry = _entry("/videos/legacy", body)
+    entry = make_entry("/videos/legacy", body)
     legacy = {  # the sidecar exactly as the edge wrote it before it recorded Vary data
         "v": 1,
         "key": "/videos/legacy",
@@ -201,9 +202,9 @@ def test_an_entry_written_before_vary_support_still_loads(tmp_path: Path) -> Non
 
 
 def test_vary_data_round_trips_and_plain_entries_stay_version_1(tmp_path: Path) -> None:
-    plain = _entry("/videos/plain", b"p")
+    plain = make_entry("/videos/plain", b"p")
     assert json.loads(plain.to_meta())["v"] == 1  # readable by an edge that only knows v1
-    varied = _entry(
+    varied = make_entry(
         "/videos/varied", b"v", (("accept-encoding", "gzip"), ("origin", None), ("accept-language", ""))
     )
     doc = json.loads(varied.to_meta())
@@ -226,7 +227,7 @@ def test_block_checksums_round_trip_as_version_3_and_bad_ones_are_dropped(tmp_pa
     body = os.urandom(3 * BLOCK_SIZE + 10)
     sums = BlockSums()
     sums.feed(body)
-    entry = _entry("/videos/large", body, (("accept-encoding", "gzip"),))
+    entry = make_entry("/videos/large", body, (("accept-encoding", "gzip"),))
     entry.blocks = sums.blocks()
     doc = json.loads(entry.to_meta())
     assert doc["v"] == 3
@@ -254,7 +255,7 @@ def test_a_version_2_entry_still_loads_without_blocks(tmp_path: Path) -> None:
     store = Store(tmp_path, capacity=100_000, memory_capacity=0)
     store.open()
     body = b"varied body"
-    entry = _entry("/videos/v2", body, (("accept-encoding", "gzip"),))
+    entry = make_entry("/videos/v2", body, (("accept-encoding", "gzip"),))
     store.write_files(entry, body)
     assert json.loads(store.paths(entry)[1].read_bytes())["v"] == 2
     fresh = Store(tmp_path, capacity=100_000, memory_capacity=0)
@@ -269,7 +270,7 @@ def test_commit_spool_renames_the_spool_into_place(tmp_path: Path) -> None:
     store = Store(tmp_path, capacity=100_000, memory_capacity=0)
     store.open()
     body = os.urandom(5000)
-    entry = _entry("/videos/spooled", body)
+    entry = make_entry("/videos/spooled", body)
     spool = store.body_path(entry.fid).with_name("spool.1.2.tmp")
     spool.parent.mkdir(exist_ok=True)
     spool.write_bytes(body)

@@ -4,27 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge.cachecontrol import Freshness
-from edge.entry import Entry, checksum, file_id
+from edge.entry import Entry, file_id
 from edge.store import Store
 from edge.vary import Forwarded, Selection
+from tests.edge.test_store import make_entry
 
 PATH = "/videos/v1/manifest.mpd"
 OTHER_PATH = "/videos/v1/other.mpd"
 AE = "accept-encoding"
-
-
-def _entry(key: str, body: bytes, vary: Selection = (), stored_at: float = 1000.0) -> Entry:
-    return Entry(
-        key=key,
-        status=200,
-        headers=[("Content-Type", "video/mp4")],
-        size=len(body),
-        checksum=checksum(body),
-        stored_at=stored_at,
-        freshness=Freshness(ttl=60),
-        vary=vary,
-    )
 
 
 def _put(store: Store, entry: Entry, body: bytes) -> Entry:
@@ -53,9 +40,9 @@ def _metas(root: Path) -> list[Path]:
 
 def test_several_variants_each_with_its_own_files_and_memory_slot(tmp_path: Path) -> None:
     store = _store(tmp_path)
-    gzip = _put(store, _entry(PATH, b"g" * 10, _ae("gzip")), b"g" * 10)
-    identity = _put(store, _entry(PATH, b"i" * 20, _ae("identity")), b"i" * 20)
-    absent = _put(store, _entry(PATH, b"a" * 30, _ae(None)), b"a" * 30)
+    gzip = _put(store, make_entry(PATH, b"g" * 10, _ae("gzip")), b"g" * 10)
+    identity = _put(store, make_entry(PATH, b"i" * 20, _ae("identity")), b"i" * 20)
+    absent = _put(store, make_entry(PATH, b"a" * 30, _ae(None)), b"a" * 30)
     assert store.lookup(PATH) is None  # no entry without Vary
     assert store.find(PATH, _req("gzip")) is gzip
     assert store.find(PATH, _req("identity")) is identity
@@ -70,11 +57,11 @@ def test_several_variants_each_with_its_own_files_and_memory_slot(tmp_path: Path
 
 def test_a_full_key_evicts_its_least_recently_used_variant_only(tmp_path: Path) -> None:
     store = _store(tmp_path, max_variants=2)
-    other = [_put(store, _entry(OTHER_PATH, b"o", _ae(v)), b"o") for v in ("gzip", "identity")]
-    gzip = _put(store, _entry(PATH, b"g", _ae("gzip")), b"g")
-    identity = _put(store, _entry(PATH, b"i", _ae("identity")), b"i")
+    other = [_put(store, make_entry(OTHER_PATH, b"o", _ae(v)), b"o") for v in ("gzip", "identity")]
+    gzip = _put(store, make_entry(PATH, b"g", _ae("gzip")), b"g")
+    identity = _put(store, make_entry(PATH, b"i", _ae("identity")), b"i")
     store.find(PATH, _req("gzip"))  # gzip is now the most recently used variant of PATH
-    br = _put(store, _entry(PATH, b"b", _ae("br")), b"b")
+    br = _put(store, make_entry(PATH, b"b", _ae("br")), b"b")
     assert store.variants(PATH) == [gzip, br]
     assert not store.holds(identity)
     assert not store.paths(identity)[0].exists()
@@ -84,12 +71,12 @@ def test_a_full_key_evicts_its_least_recently_used_variant_only(tmp_path: Path) 
 
 def test_an_entry_without_vary_replaces_every_variant(tmp_path: Path) -> None:
     store = _store(tmp_path)
-    variants = [_put(store, _entry(PATH, b"v", _ae(v)), b"v") for v in ("gzip", "identity")]
-    plain = _put(store, _entry(PATH, b"plain"), b"plain")
+    variants = [_put(store, make_entry(PATH, b"v", _ae(v)), b"v") for v in ("gzip", "identity")]
+    plain = _put(store, make_entry(PATH, b"plain"), b"plain")
     assert store.variants(PATH) == [plain]
     assert store.find(PATH, _req("gzip")) is plain
     assert not any(store.holds(v) or store.paths(v)[0].exists() for v in variants)
-    varied = _put(store, _entry(PATH, b"v", _ae("gzip")), b"v")  # and a varying one replaces it
+    varied = _put(store, make_entry(PATH, b"v", _ae("gzip")), b"v")  # and a varying one replaces it
     assert store.variants(PATH) == [varied]
     assert store.lookup(PATH) is None
     assert [p.stem for p in _metas(tmp_path)] == [varied.fid]
@@ -98,10 +85,10 @@ def test_an_entry_without_vary_replaces_every_variant(tmp_path: Path) -> None:
 def test_other_vary_names_replace_the_variants(tmp_path: Path) -> None:
     store = _store(tmp_path)
     for value in ("gzip", "identity"):
-        _put(store, _entry(PATH, b"v", _ae(value)), b"v")
-    french = _put(store, _entry(PATH, b"fr", (("accept-language", "fr"),)), b"fr")
+        _put(store, make_entry(PATH, b"v", _ae(value)), b"v")
+    french = _put(store, make_entry(PATH, b"fr", (("accept-language", "fr"),)), b"fr")
     assert store.variants(PATH) == [french]
-    same = _put(store, _entry(PATH, b"fr2", (("accept-language", "fr"),)), b"fr2")  # same selection
+    same = _put(store, make_entry(PATH, b"fr2", (("accept-language", "fr"),)), b"fr2")  # same selection
     assert store.variants(PATH) == [same]
     assert same.fid == french.fid
     assert store.read_verified(same) == b"fr2"  # its files were rewritten
@@ -110,8 +97,8 @@ def test_other_vary_names_replace_the_variants(tmp_path: Path) -> None:
 def test_purge_removes_every_variant(tmp_path: Path) -> None:
     store = _store(tmp_path)
     for value in ("gzip", "identity", None):
-        _put(store, _entry(PATH, b"v", _ae(value)), b"v")
-    _put(store, _entry(OTHER_PATH, b"o"), b"o")
+        _put(store, make_entry(PATH, b"v", _ae(value)), b"v")
+    _put(store, make_entry(OTHER_PATH, b"o"), b"o")
     assert store.purge(key=PATH) == 3
     assert store.variants(PATH) == []
     assert store.purge(prefix="/videos/v1/") == 1
@@ -121,8 +108,8 @@ def test_purge_removes_every_variant(tmp_path: Path) -> None:
 def test_a_rebuild_regroups_the_variants_by_key(tmp_path: Path) -> None:
     store = _store(tmp_path)
     for n, value in enumerate(("gzip", "identity", "br")):
-        _put(store, _entry(PATH, value.encode(), _ae(value), stored_at=1000.0 + n), value.encode())
-    _put(store, _entry(OTHER_PATH, b"o"), b"o")
+        _put(store, make_entry(PATH, value.encode(), _ae(value), stored_at=1000.0 + n), value.encode())
+    _put(store, make_entry(OTHER_PATH, b"o"), b"o")
     reopened = _store(tmp_path)
     assert reopened.stats().entries == 4
     for value in ("gzip", "identity", "br"):
@@ -137,7 +124,7 @@ def test_a_rebuild_regroups_the_variants_by_key(tmp_path: Path) -> None:
 def test_an_entry_stored_before_variants_loads_and_is_replaced_cleanly(tmp_path: Path) -> None:
     """A meta v2 entry written when one variant per URL was kept: its files are named by its key."""
     store = _store(tmp_path)
-    legacy = _entry(PATH, b"legacy", _ae("gzip"))
+    legacy = make_entry(PATH, b"legacy", _ae("gzip"))
     legacy.fid = file_id(PATH)
     store.write_files(legacy, b"legacy")
     reopened = _store(tmp_path)
@@ -145,9 +132,9 @@ def test_an_entry_stored_before_variants_loads_and_is_replaced_cleanly(tmp_path:
     assert loaded is not None
     assert loaded.fid == file_id(PATH)
     assert reopened.read_verified(loaded) == b"legacy"
-    identity = _put(reopened, _entry(PATH, b"i", _ae("identity")), b"i")
+    identity = _put(reopened, make_entry(PATH, b"i", _ae("identity")), b"i")
     assert reopened.variants(PATH) == [loaded, identity]
-    plain = _put(reopened, _entry(PATH, b"plain"), b"plain")  # the same file name as the legacy entry
+    plain = _put(reopened, make_entry(PATH, b"plain"), b"plain")  # the same file name as the legacy entry
     assert reopened.variants(PATH) == [plain]
     assert [p.stem for p in _metas(tmp_path)] == [file_id(PATH)]
     assert reopened.read_verified(plain) == b"plain"
@@ -155,8 +142,8 @@ def test_an_entry_stored_before_variants_loads_and_is_replaced_cleanly(tmp_path:
 
 def test_revary_files_an_entry_under_its_new_selection(tmp_path: Path) -> None:
     store = _store(tmp_path)
-    gzip = _put(store, _entry(PATH, b"g", _ae("gzip")), b"g")
-    identity = _put(store, _entry(PATH, b"i", _ae("identity")), b"i")
+    gzip = _put(store, make_entry(PATH, b"g", _ae("gzip")), b"g")
+    identity = _put(store, make_entry(PATH, b"i", _ae("identity")), b"i")
     store.revary(gzip, (("accept-language", None),))  # a 304 said `Vary: Accept-Language`
     assert store.variants(PATH) == [gzip]  # identity varies on another header: replaced
     assert not store.holds(identity)
