@@ -90,6 +90,15 @@ def _add_package_arguments(parser: argparse.ArgumentParser, environ: Mapping[str
     parser.add_argument(
         "--preset", choices=PRESETS, default=DEFAULT_PRESET, help=f"x264 preset (default: {DEFAULT_PRESET})"
     )
+    parser.add_argument(
+        "--single-file",
+        dest="layout",
+        action="store_const",
+        const="single-file",
+        default="segments",
+        help="write each rendition (and the audio) as one fMP4 with a segment index (sidx), addressed "
+        "by byte ranges (SegmentBase, DASH on-demand profile) instead of one file per chunk",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary table")
 
 
@@ -228,6 +237,7 @@ def _run_package(args: argparse.Namespace) -> int:
             ladder=ladder,
             progress=on_progress,
             preset=args.preset,
+            layout=args.layout,
         )
     if not args.quiet:
         make_console().print(summary_table(summary))

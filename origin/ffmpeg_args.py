@@ -4,7 +4,8 @@ Plan: decode the input once, make it constant frame rate, `split` it into one br
 `scale` each branch and set the exact SAR that keeps the display aspect identical, encode each
 with libx264 at its bitrate, and the first audio track with AAC; the dash muxer writes fMP4 init and
 media segments with a SegmentTemplate ($Number$) manifest, video and audio in separate
-AdaptationSets.
+AdaptationSets. With `layout="single-file"` it writes one fMP4 per Representation instead, indexed
+by one sidx (`media-N.mp4`, the on-demand profile; see origin.mpd_single).
 
 Closed, aligned GOPs: every rendition gets a keyframe on exactly the same frames (every
 `gop_frames` frames, forced by frame number, scene-cut detection off, closed GOPs, fixed keyint),
@@ -17,12 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import ffmpeg
 
 from origin.errors import ConfigError
 from origin.ladder import Rendition
+from origin.mpd_single import SINGLE_FILE_TEMPLATE
 from origin.probe import input_options, input_url
 
 __all__ = [
@@ -31,7 +33,9 @@ __all__ = [
     "MANIFEST_NAME",
     "MEDIA_TEMPLATE",
     "PRESETS",
+    "LAYOUTS",
     "EncodeSettings",
+    "Layout",
     "build_package_argv",
     "gop_frames",
     "output_fps",
@@ -42,6 +46,10 @@ INIT_TEMPLATE = "init-$RepresentationID$.$ext$"
 MEDIA_TEMPLATE = "chunk-$RepresentationID$-$Number%05d$.$ext$"
 DEFAULT_PRESET = "veryfast"
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+# "segments": one init + one file per chunk, SegmentTemplate $Number$ (the live profile);
+# "single-file": one fMP4 per Representation with a sidx, SegmentBase byte ranges (on-demand profile).
+Layout = Literal["segments", "single-file"]
+LAYOUTS: tuple[Layout, ...] = get_args(Layout)
 FALLBACK_FPS = Fraction(30)
 MAX_FPS = Fraction(120)
 STANDARD_FPS = tuple(
@@ -56,6 +64,7 @@ class EncodeSettings:
 
     segment_seconds: int
     preset: str = DEFAULT_PRESET
+    layout: Layout = "segments"
     audio_bitrate: int = 128_000
     audio_channels: int = 2
     audio_sample_rate: int = 48_000
@@ -65,6 +74,8 @@ class EncodeSettings:
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
             raise ConfigError(f"x264 preset {self.preset!r} is not one of {', '.join(PRESETS)}")
+        if self.layout not in LAYOUTS:
+            raise ConfigError(f"package layout {self.layout!r} is not one of {', '.join(LAYOUTS)}")
         if self.segment_seconds <= 0:
             raise ConfigError(f"segment duration {self.segment_seconds} s must be positive")
 
@@ -121,18 +132,24 @@ def _audio_options(settings: EncodeSettings) -> dict[str, Any]:
     }
 
 
-def _dash_options(segment: Fraction, has_audio: bool) -> dict[str, Any]:
+def _layout_options(layout: Layout) -> dict[str, Any]:
+    if layout == "segments":
+        return {"single_file": "0", "init_seg_name": INIT_TEMPLATE, "media_seg_name": MEDIA_TEMPLATE}
+    # One fragment per segment as before, plus one global sidx after the moov indexing all of them;
+    # without global_sidx ffmpeg writes a sidx per fragment and no SegmentBase@indexRange is possible.
+    return {"single_file": "1", "global_sidx": "1", "single_file_name": SINGLE_FILE_TEMPLATE}
+
+
+def _dash_options(segment: Fraction, has_audio: bool, layout: Layout = "segments") -> dict[str, Any]:
     sets = "id=0,streams=v id=1,streams=a" if has_audio else "id=0,streams=v"
     return {
         "f": "dash",
         "seg_duration": f"{float(segment):.6f}",
         "use_template": "1",
         "use_timeline": "0",
-        "single_file": "0",
+        **_layout_options(layout),
         "dash_segment_type": "mp4",
         "adaptation_sets": sets,
-        "init_seg_name": INIT_TEMPLATE,
-        "media_seg_name": MEDIA_TEMPLATE,
         "map_metadata": "-1",
         "map_chapters": "-1",
         "shortest": None,
@@ -174,7 +191,10 @@ def build_package_argv(
     streams = [_scaled(branches[i], r) for i, r in enumerate(renditions)]
     if has_audio:  # padded with silence; -shortest then ends every stream with the video
         streams.append(source["a:0"].filter("apad"))
-    options: dict[str, Any] = {**_encoder_options(gop, settings), **_dash_options(gop / fps, has_audio)}
+    options: dict[str, Any] = {
+        **_encoder_options(gop, settings),
+        **_dash_options(gop / fps, has_audio, settings.layout),
+    }
     for index, rendition in enumerate(renditions):
         options.update(_video_options(index, rendition, settings))
     if has_audio:

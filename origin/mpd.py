@@ -5,7 +5,8 @@ and an ABR player that trusts it under-buffers. `measure_representation()` reads
 segments (fMP4 boxes) and `rewrite_mpd()` sets, per Representation, @bandwidth to the measured peak
 (bits of a chunk / its duration, maximum over all chunks), @codecs from the init segment's sample
 entry, @width/@height/@sar/@frameRate, the SegmentTemplate timescale/duration in the track's own
-timescale, and the MPD's @mediaPresentationDuration from the media itself. `validate_mpd()` checks
+timescale (or, for single-file packages, a SegmentBase from origin.mpd_single), and the MPD's
+@mediaPresentationDuration from the media itself. `validate_mpd()` checks
 the result against the ISO/IEC 23009-1 schema.
 """
 
@@ -23,6 +24,7 @@ from typing import Any
 
 from origin.errors import ManifestError
 from origin.fmp4 import FMP4Error, parse_init, parse_media
+from origin.mpd_single import ONDEMAND_PROFILE, SingleFileLayout, set_segment_base
 
 __all__ = [
     "DASH_NS",
@@ -135,14 +137,29 @@ def _fix_template(rep: ET.Element, stats: RepresentationStats, segment: Fraction
 
 
 def _fix_representation(
-    rep: ET.Element, stats: RepresentationStats, segment: Fraction, fps: Fraction, sar: Fraction | None
+    rep: ET.Element,
+    stats: RepresentationStats,
+    segment: Fraction,
+    fps: Fraction,
+    sar: Fraction | None,
+    layout: SingleFileLayout | None,
 ) -> None:
     _set(rep, codecs=stats.codecs, bandwidth=stats.peak_bandwidth)
     if stats.handler == "vide":
         _set(rep, width=stats.width, height=stats.height, frameRate=format_frame_rate(fps))
         if sar is not None:
             _set(rep, sar=_ratio(sar))
-    _fix_template(rep, stats, segment)
+    if layout is None:
+        _fix_template(rep, stats, segment)
+    else:
+        set_segment_base(rep, layout, stats.timescale)
+
+
+def _make_ondemand(root: ET.Element) -> None:
+    """The on-demand profile (ISO/IEC 23009-1 §8.3): aligned subsegments starting with a SAP of type 1."""
+    root.set("profiles", ONDEMAND_PROFILE)
+    for aset in root.iterfind("d:Period/d:AdaptationSet", _NS):
+        _set(aset, subsegmentAlignment="true", subsegmentStartsWithSAP=1)
 
 
 def _fix_video_set(
@@ -180,8 +197,13 @@ def rewrite_mpd(
     sars: dict[str, Fraction] | None = None,
     display_aspect: Fraction | None = None,
     title: str = "",
+    single_files: dict[str, SingleFileLayout] | None = None,
 ) -> bytes:
-    """Return `xml` with measured values; raise ManifestError if it lacks a measured Representation."""
+    """Return `xml` with measured values; raise ManifestError if it lacks a measured Representation.
+
+    With `single_files` (the layout of each Representation's one file, `--single-file`) every
+    Representation gets a SegmentBase and the MPD the on-demand profile.
+    """
     try:
         root = ET.fromstring(xml)
     except ET.ParseError as exc:
@@ -194,7 +216,10 @@ def rewrite_mpd(
             rep_id = rep.get("id", "")
             if rep_id not in stats:
                 raise ManifestError(f"Representation {rep_id!r} in the MPD has no segments on disk")
-            _fix_representation(rep, stats[rep_id], segment, fps, (sars or {}).get(rep_id))
+            layout = None if single_files is None else single_files.get(rep_id)
+            if single_files is not None and layout is None:
+                raise ManifestError(f"Representation {rep_id!r} in the MPD has no single file on disk")
+            _fix_representation(rep, stats[rep_id], segment, fps, (sars or {}).get(rep_id), layout)
             members.append(stats[rep_id])
             seen.add(rep_id)
         if aset.get("contentType") == "video" and members:
@@ -202,6 +227,8 @@ def rewrite_mpd(
     if seen != set(stats):
         raise ManifestError(f"the MPD lacks Representations {sorted(set(stats) - seen)}")
     _fix_top(root, duration, segment, title)
+    if single_files is not None:
+        _make_ondemand(root)
     for elem in root.iter():
         if elem.text is not None and not elem.text.strip():
             elem.text = None

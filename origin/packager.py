@@ -31,12 +31,15 @@ from origin.ffmpeg_args import (
     DEFAULT_PRESET,
     MANIFEST_NAME,
     EncodeSettings,
+    Layout,
     build_package_argv,
     gop_frames,
     output_fps,
 )
 from origin.ladder import DEFAULT_LADDER, Ladder, Rendition, plan_renditions
-from origin.mpd import RepresentationStats, measure_representation, rewrite_mpd, validate_mpd
+from origin.measure import measure_segments, measure_single_files
+from origin.mpd import RepresentationStats, rewrite_mpd, validate_mpd
+from origin.mpd_single import SingleFileLayout
 from origin.probe import MediaInfo, check_tail_decodes, probe, resolve_input
 from origin.progress import PackagingProgress, ProgressParser
 from origin.publish import publish_dir
@@ -49,6 +52,7 @@ __all__ = [
     "RenditionSummary",
     "package",
     "validate_segment_seconds",
+    "validate_single_file_chunks",
     "validate_video_id",
 ]
 
@@ -57,8 +61,8 @@ log = logging.getLogger(__name__)
 MIN_SEGMENT_SECONDS = 2
 MAX_SEGMENT_SECONDS = 10
 PACKAGE_JSON = "package.json"
+MAX_SIDX_REFERENCES = 0xFFFF
 _VIDEO_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")
-_CHUNK = re.compile(r"^chunk-(?P<rep>\d+)-(?P<num>\d+)\.m4s$")
 _STDERR_TAIL = 2000
 
 
@@ -121,6 +125,20 @@ def validate_segment_seconds(value: int) -> int:
     return value
 
 
+def validate_single_file_chunks(duration: float, segment_seconds: int) -> None:
+    """Raise ConfigError when a single-file package would need more chunks than one sidx can index.
+
+    A sidx counts its references in 16 bits (ISO/IEC 14496-12 §8.16.3): at most 65535 chunks,
+    about 36 hours at 2 s chunks.
+    """
+    chunks = math.ceil(duration / segment_seconds)
+    if chunks > MAX_SIDX_REFERENCES:
+        raise ConfigError(
+            f"--single-file cannot index {chunks} chunks of {segment_seconds} s (a sidx holds at most "
+            f"{MAX_SIDX_REFERENCES}): use longer chunks (--segment-seconds) or the default layout"
+        )
+
+
 def _stderr_tail(handle: IO[bytes]) -> str:
     handle.seek(0)
     text = handle.read().decode("utf-8", "replace").strip()
@@ -173,48 +191,6 @@ def _run_ffmpeg(
                 f"ffmpeg failed (exit {returncode}): {last}", returncode=returncode, stderr_tail=tail
             )
     return parser.last_out_time
-
-
-def _representation_files(folder: Path) -> dict[str, list[Path]]:
-    chunks: dict[str, list[tuple[int, Path]]] = {}
-    for path in folder.iterdir():
-        m = _CHUNK.match(path.name)
-        if m:
-            chunks.setdefault(m.group("rep"), []).append((int(m.group("num")), path))
-    return {rep: [p for _, p in sorted(items)] for rep, items in chunks.items()}
-
-
-def _measure_files(folder: Path, rep: str, chunks: list[Path]) -> RepresentationStats:
-    init = folder / f"init-{rep}.m4s"
-    if not init.is_file():
-        raise ManifestError(f"Representation {rep} has media segments but no init segment")
-    return measure_representation(init.read_bytes(), [c.read_bytes() for c in chunks])
-
-
-def _measure(folder: Path, segment: Fraction) -> tuple[dict[str, RepresentationStats], Fraction]:
-    """Measure every Representation; return the stats and the presentation (video) duration.
-
-    A player requests ceil(duration / segment) chunks of each Representation: fewer is an error,
-    and chunks past that (a sliver of audio beyond the last video frame) are deleted, so they
-    neither sit unreferenced in the store nor inflate the measured bandwidth.
-    """
-    files = _representation_files(folder)
-    if not files:
-        raise ManifestError("ffmpeg wrote no media segments")
-    stats = {rep: _measure_files(folder, rep, chunks) for rep, chunks in files.items()}
-    videos = [s.duration for s in stats.values() if s.handler == "vide"]
-    if not videos:
-        raise ManifestError("ffmpeg wrote no video Representation")
-    duration = max(videos)
-    needed = math.ceil(duration / segment)
-    for rep, chunks in files.items():
-        if len(chunks) < needed:
-            raise ManifestError(f"Representation {rep} has {len(chunks)} chunks where the MPD needs {needed}")
-        if len(chunks) > needed:
-            for extra in chunks[needed:]:
-                extra.unlink()
-            stats[rep] = _measure_files(folder, rep, chunks[:needed])
-    return stats, duration
 
 
 def _rendition_summaries(
@@ -272,6 +248,7 @@ def _finish_manifest(
     renditions: tuple[Rendition, ...],
     video_id: str,
     duration: Fraction,
+    single_files: dict[str, SingleFileLayout] | None,
 ) -> None:
     """Rewrite the MPD in `folder` with the measured values and validate it."""
     sars = {str(i): r.sar for i, r in enumerate(renditions)}
@@ -287,6 +264,7 @@ def _finish_manifest(
         sars=sars,
         display_aspect=renditions[0].display_aspect,
         title=video_id,
+        single_files=single_files,
     )
     validate_mpd(xml)
     manifest.write_bytes(xml)
@@ -320,7 +298,11 @@ def _build(
     _run_ffmpeg(argv, info.duration or 0.0, progress)
     fps = output_fps(info.video.fps)
     segment = Fraction(gop_frames(fps, settings.segment_seconds)) / fps
-    stats, duration = _measure(folder, segment)
+    single_files = None
+    if settings.layout == "single-file":
+        stats, duration, single_files = measure_single_files(folder, segment)
+    else:
+        stats, duration = measure_segments(folder, segment)
     _finish_manifest(
         folder,
         stats=stats,
@@ -329,6 +311,7 @@ def _build(
         renditions=renditions,
         video_id=video_id,
         duration=duration,
+        single_files=single_files,
     )
     summary = PackageSummary(
         video_id=video_id,
@@ -355,8 +338,12 @@ def package(
     ladder: Ladder | None = None,
     progress: Callable[[PackagingProgress], None] | None = None,
     preset: str = DEFAULT_PRESET,
+    layout: Layout = "segments",
 ) -> PackageSummary:
     """Package `input_path` as `store/video_id/` (manifest.mpd, segments, package.json).
+
+    `layout="single-file"` writes one `media-N.mp4` per Representation (SegmentBase byte ranges,
+    the on-demand profile) instead of an init segment and one file per chunk.
 
     Raises ConfigError (bad id, segment duration, preset or ladder), InputError (the input cannot be
     packaged), EncodeError, ManifestError or PublishError; on any failure nothing is published and
@@ -364,9 +351,13 @@ def package(
     """
     started = time.monotonic()
     validate_video_id(video_id)
-    settings = EncodeSettings(segment_seconds=validate_segment_seconds(segment_seconds), preset=preset)
+    settings = EncodeSettings(
+        segment_seconds=validate_segment_seconds(segment_seconds), preset=preset, layout=layout
+    )
     path = resolve_input(input_path)
     info = probe(path)
+    if layout == "single-file":
+        validate_single_file_chunks(info.duration or 0.0, settings.segment_seconds)
     check_tail_decodes(path, info)
     assert info.video is not None
     renditions = plan_renditions(
