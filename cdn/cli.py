@@ -195,20 +195,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _check_problem(url: str, *, timeout: float, context: ssl.SSLContext | None) -> str | None:
     """GET `url` once; None when it answers 200, else why not, in words (never a traceback)."""
-    import http.client
-    import urllib.error
-    import urllib.request
+    from cdn.launcher import probe_why
 
-    try:
-        with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:  # noqa: S310 - the user's URL
-            return None if resp.status == 200 else f"HTTP {resp.status}"
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        return f"HTTP {exc.code}"
-    except urllib.error.URLError as exc:
-        return _failure(exc.reason, url, timeout)
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        return _failure(exc, url, timeout)
+    status, _, reason = probe_why(url, timeout=timeout, context=context)
+    if status is None:
+        return _failure(reason, url, timeout)
+    return None if status == 200 else f"HTTP {status}"
 
 
 def _failure(reason: object, url: str, timeout: float) -> str:

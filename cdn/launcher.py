@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import http.client
 import json
 import os
 import shutil
@@ -35,6 +36,7 @@ __all__ = [
     "LaunchError",
     "Supervisor",
     "probe",
+    "probe_why",
     "read_state",
     "resolve_argv",
     "run_group",
@@ -87,14 +89,24 @@ def probe(
 
     `context` verifies an https server (e.g. `client_tls_context(ca)`); a refused certificate is no answer.
     """
+    status, body, _ = probe_why(url, timeout=timeout, context=context)
+    return status, body
+
+
+def probe_why(
+    url: str, *, timeout: float = 1.0, context: ssl.SSLContext | None = None
+) -> tuple[int | None, bytes, object]:
+    """`probe`, plus why nothing answered (the error, or urllib's reason for it); None when something did."""
     try:
         with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:  # noqa: S310 - loopback URLs from the plan
-            return int(resp.status), resp.read(65536)
+            return int(resp.status), resp.read(65536), None
     except urllib.error.HTTPError as exc:
         with contextlib.closing(exc):
-            return int(exc.code), b""
-    except (OSError, ValueError):
-        return None, b""
+            return int(exc.code), b"", None
+    except urllib.error.URLError as exc:
+        return None, b"", exc.reason
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        return None, b"", exc
 
 
 @dataclass(slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 from pathlib import Path
@@ -45,6 +46,25 @@ def decode_all(source: str, *options: str, timeout: float = 120) -> subprocess.C
     """Run ffmpeg as a real DASH client: open `source` (a path or URL) and decode every stream to null."""
     args = [ffmpeg_exe(), "-hide_banner", "-nostdin", *options, "-i", source, "-map", "0", "-f", "null", "-"]
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+
+
+def assert_decodes_whole_clip(url: str) -> None:
+    """ffmpeg, as a DASH client, decodes every representation of the 5 s test clip at `url` without errors.
+
+    Its closing report has one line per input stream (= per representation) with its decode counts:
+    two video representations and one audio, each with every frame (150 at 30 fps; 230 audio frames).
+    """
+    result = decode_all(url, "-v", "verbose")
+    assert result.returncode == 0, result.stderr[-3000:]
+    decoded = re.findall(
+        r"Input stream #0:\d+ \((video|audio)\): \d+ packets read \(\d+ bytes\); "
+        r"(\d+) frames decoded; (\d+) decode errors",
+        result.stderr,
+    )
+    assert sorted(kind for kind, _, _ in decoded) == ["audio", "video", "video"], result.stderr[-3000:]
+    for kind, frames, errors in decoded:
+        assert int(errors) == 0
+        assert int(frames) >= (149 if kind == "video" else 230)
 
 
 @pytest.fixture(scope="session")
